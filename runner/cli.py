@@ -1,0 +1,104 @@
+"""`optrun`: the Hydra entry point.
+
+`optrun --help` lists experiments and config groups; overrides are checked first so a typo gets one
+line naming the key and what was expected (exit 2); then Hydra composes and runs (or sweeps, `-m`).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from runner.config_check import CONF_DIR, check_overrides
+from runner.errors import OptrunError
+from runner.results import run_name
+
+OmegaConf.register_new_resolver("optrun_run_name", run_name, replace=True)
+
+# command-line flags that are Hydra's own, not overrides
+_HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--resolve", "--package", "-p", "--info", "-i",
+                "--hydra-help", "--version", "--run", "-r", "--shell-completion", "-sc", "--config-path", "-cp",
+                "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp", "--config-name", "-cn",
+               "--config-dir", "-cd", "--experimental-rerun", "--shell-completion", "-sc"}
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        s = line.strip()
+        if s.startswith("#") and "@package" not in s:
+            return s.lstrip("# ").strip()
+    return ""
+
+
+def help_text() -> str:
+    exps = sorted(p for p in (CONF_DIR / "experiment").glob("*.yaml"))
+    width = max((len(p.stem) for p in exps), default=10)
+    lines = ["optrun - reproduce optimization papers with one engine, per-iteration probes and claim checks.",
+             "",
+             "Usage:",
+             "  optrun experiment=<id> [scale=smoke|paper] [key=value ...]     one run",
+             "  optrun -m experiment=<id> seed=0,1,2 [key=a,b ...]             a sweep (one run per combination)",
+             "  optrun-report results/<id> [--check]                           tables, figures, claim report",
+             "",
+             "Experiments (make <id> runs its smoke scale and report):"]
+    lines += [f"  {p.stem:<{width}}  {_first_comment(p)}" for p in exps]
+    lines += ["", "Config groups (choose with group=option):"]
+    for group in sorted(d for d in CONF_DIR.iterdir() if d.is_dir() and d.name not in ("experiment", "hydra")):
+        opts = sorted(p.stem for p in group.glob("*.yaml"))
+        if opts:
+            lines.append(f"  {group.name:<11} {', '.join(opts)}")
+    lines += ["",
+              "Common keys: seed=0  device=auto|cpu|cuda  scale=smoke|paper  results_dir=results  force=true",
+              "             optimizer.lr=0.01  trainer.batch_size=64  log_every=1  progress=false",
+              "Results: results/<experiment>/<run-name>/{config.yaml,metrics.csv,status.json,summary.json,*.png}",
+              "Hydra's own help: optrun --hydra-help.   Show the composed config: optrun <overrides> --cfg job"]
+    return "\n".join(lines)
+
+
+def _user_overrides(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in _WITH_VALUE:
+            skip = True
+            continue
+        if a.startswith("-"):
+            continue
+        out.append(a)
+    return out
+
+
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
+def _app(cfg: DictConfig) -> None:
+    from runner.dispatch import execute
+
+    try:
+        execute(cfg, HydraConfig.get().runtime.output_dir)
+    except OptrunError as e:
+        print(f"optrun: error: {e}", file=sys.stderr)
+        sys.exit(OptrunError.exit_code)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if "--help" in argv or "-h" in argv:
+        print(help_text())
+        return
+    if not any(a in ("--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion")
+               for a in argv):
+        try:
+            check_overrides(_user_overrides(argv))
+        except OptrunError as e:
+            print(f"optrun: error: {e}", file=sys.stderr)
+            sys.exit(OptrunError.exit_code)
+    _app()
+
+
+if __name__ == "__main__":
+    main()

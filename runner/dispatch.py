@@ -1,0 +1,141 @@
+"""Config -> components -> engine -> files. One function, `execute`, serves every experiment.
+
+An experiment's own code lives in `experiments/<experiment_id>/` and is found by that id:
+`claims.CLAIMS` (evaluated on the run's logs) and `plots.plot_run` (its per-run figure).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from runner import seeding
+from runner.claims import evaluate_claims, format_table
+from runner.engine import Engine
+from runner.errors import OptrunError
+from runner.results import MetricsWriter, RunDir, atomic_write, write_json
+from runner.trainers.base import TrainState
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise OptrunError(f"device={name}: CUDA is not available on this machine (use device=cpu or device=auto)")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise OptrunError(f"device={name}: expected auto, cpu or cuda[:N]")
+    return torch.device(name)
+
+
+def experiment_module(experiment_id: str, part: str):
+    """`experiments.<id>.<part>` or None when the experiment does not define that part."""
+    try:
+        return importlib.import_module(f"experiments.{experiment_id}.{part}")
+    except ModuleNotFoundError as e:
+        if e.name and (e.name == "experiments" or e.name.startswith(f"experiments.{experiment_id}")):
+            return None
+        raise
+
+
+def build(cfg: DictConfig) -> tuple[TrainState, object, list]:
+    """Instantiate data, model, optimizer, schedule, trainer and hooks from the config."""
+    device = resolve_device(str(cfg.device))
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    seed = int(cfg.seed)
+    seeding.seed_everything(seed)
+    data = instantiate(cfg.dataset, seed=seed, _convert_="all").to(device)
+    torch.manual_seed(seeding.stream_seed(seed, "init"))
+    model = instantiate(cfg.model, input_shape=data.input_shape, n_classes=data.n_classes, _convert_="all")
+    model = model.to(device)
+    optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
+    scheduler = instantiate(cfg.schedule, _convert_="all")(optimizer) if cfg.get("schedule") else None
+    trainer = instantiate(cfg.trainer, _convert_="all")
+    hooks = [instantiate(h, _convert_="all") for _, h in sorted((cfg.get("hooks") or {}).items())]
+    gens = {s: seeding.generator(seed, s, device) for s in seeding.STREAMS}
+    state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, data=data, device=device, seed=seed,
+                       generators=gens)
+    return state, trainer, hooks
+
+
+def _instantiation_error(e: Exception) -> OptrunError:
+    """Hydra wraps constructor errors; surface ours unchanged and others as one line."""
+    cause = e
+    while cause.__cause__ is not None and not isinstance(cause, OptrunError):
+        cause = cause.__cause__
+    if isinstance(cause, OptrunError):
+        return cause
+    return OptrunError(f"could not build the run: {str(e).strip().splitlines()[0]}")
+
+
+def execute(cfg: DictConfig, run_path: str | Path) -> dict:
+    """Run one configuration into `run_path`; return its summary (or the existing one if finished)."""
+    rd = RunDir(run_path)
+    if rd.finished() and not cfg.get("force", False):
+        status = rd.status()["status"]
+        print(f"optrun: {rd.path} is already {status}; nothing to do (add force=true to rerun it)")
+        return {"status": status, "skipped": True}
+    try:
+        state, trainer, hooks = build(cfg)
+    except OptrunError as e:
+        _mark_failed(rd, str(e))
+        raise
+    except Exception as e:
+        err = _instantiation_error(e)
+        _mark_failed(rd, str(err))
+        raise err from e
+    if cfg.get("force", False):
+        rd.clear()
+    atomic_write(rd.config, OmegaConf.to_yaml(cfg, resolve=True))
+    rd.write_status("running", step=0, pid=os.getpid(), device=str(state.device))
+    engine = Engine(trainer, hooks, MetricsWriter(rd.metrics), log_every=cfg.log_every, flush_every=cfg.flush_every,
+                    progress=bool(cfg.progress),
+                    desc=f"{cfg.experiment_id}/{rd.path.name}")
+    try:
+        outcome = engine.run(state)
+    except BaseException as e:
+        rd.write_status("failed", step=state.step, error=f"{type(e).__name__}: {e}")
+        raise
+    return finalize(cfg, rd, engine, outcome, hooks)
+
+
+def _mark_failed(rd: RunDir, message: str) -> None:
+    """Record a failure without touching a finished run's files."""
+    if not rd.finished():
+        rd.write_status("failed", step=0, error=message)
+
+
+def finalize(cfg: DictConfig, rd: RunDir, engine: Engine, outcome, hooks: list) -> dict:
+    cfg_dict = OmegaConf.to_container(cfg, resolve=True)
+    metrics = pd.read_csv(rd.metrics) if rd.metrics.exists() else pd.DataFrame()
+    final = engine.writer.last_values()
+    for h in hooks:
+        final.update(h.summary())
+    claims_mod = experiment_module(cfg.experiment_id, "claims")
+    claims = evaluate_claims(claims_mod.CLAIMS, metrics, cfg_dict) if claims_mod and outcome.status == "completed" else []
+    summary = {"experiment": cfg.experiment_id, "run": rd.path.name, "status": outcome.status,
+               "steps": outcome.step, "diverged_at": outcome.diverged_at, "wall_s": round(outcome.wall_s, 3),
+               "metrics": final, "claims": claims}
+    write_json(rd.summary_file, summary)
+    plots = experiment_module(cfg.experiment_id, "plots")
+    if plots and hasattr(plots, "plot_run") and len(metrics):
+        plots.plot_run(metrics, cfg_dict, rd.path)
+    rd.write_status(outcome.status, step=outcome.step, wall_s=round(outcome.wall_s, 3),
+                    diverged_at=outcome.diverged_at)
+    _print_summary(cfg, rd, outcome, claims)
+    return summary
+
+
+def _print_summary(cfg, rd: RunDir, outcome, claims: list[dict]) -> None:
+    line = f"optrun: {cfg.experiment_id}/{rd.path.name}: {outcome.status} after {outcome.step} steps " \
+           f"in {outcome.wall_s:.1f}s"
+    if outcome.status == "diverged":
+        line += f" (non-finite loss at step {outcome.diverged_at})"
+    print(line + f" -> {rd.path}")
+    if claims:
+        print(format_table(claims))

@@ -1,0 +1,108 @@
+"""THE training loop. A trainer defines a step; hooks measure on a schedule; the engine owns time,
+logging, divergence and the progress bar. There is no second loop anywhere in optrun.
+
+Hot-path habits: trainer metrics stay tensors until a flush (one host sync per `flush_every`
+steps), divergence is tracked on the device and checked at flushes, rows are written in chunks.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from runner.results import MetricsWriter
+from runner.trainers.base import TrainState
+
+
+@dataclass
+class Outcome:
+    status: str  # completed | diverged
+    step: int
+    diverged_at: int | None = None
+    wall_s: float = 0.0
+
+
+class Engine:
+    def __init__(self, trainer, hooks: list, writer: MetricsWriter, log_every: int = 1, flush_every: int = 100,
+                 progress: bool = True, desc: str = "optrun"):
+        self.trainer, self.hooks, self.writer = trainer, list(hooks), writer
+        self.log_every, self.flush_every = max(int(log_every), 1), max(int(flush_every), 1)
+        self.progress, self.desc = progress, desc
+
+    def _row(self, state: TrainState, t0: float, metrics: dict) -> dict:
+        return {"step": state.step, "task": state.task, "time_s": round(time.perf_counter() - t0, 6), **metrics}
+
+    def _run_hooks(self, state: TrainState, **event) -> dict:
+        out = {}
+        for h in self.hooks:
+            if h.due(state.step, **event):
+                out.update(h(state))
+        return out
+
+    def _flush(self, bar) -> int | None:
+        """Write pending rows; return the step of the first non-finite loss among them, if any."""
+        rows = self.writer.resolve_pending()
+        bad = next((i for i, r in enumerate(rows) if "loss" in r and not math.isfinite(r["loss"])), None)
+        if bad is not None:
+            del rows[bad + 1:]
+        step = rows[bad]["step"] if bad is not None else None
+        last = next((r for r in reversed(rows) if "loss" in r), None)
+        self.writer.flush()
+        if bar is not None and last is not None:
+            bar.set_postfix({k: f"{last[k]:.4g}" for k in ("loss", "train_acc", "acc_task1") if k in last},
+                            refresh=False)
+        return step
+
+    def run(self, state: TrainState) -> Outcome:
+        t0 = time.perf_counter()
+        phases = self.trainer.phases(state)
+        state.total_steps = sum(p.steps for p in phases)
+        state.task = phases[0].task if phases else None
+        for h in self.hooks:
+            h.setup(state)
+        bar = tqdm(total=state.total_steps, desc=self.desc, disable=not self.progress, mininterval=0.5,
+                   dynamic_ncols=True, leave=False)
+        start = self._run_hooks(state, start=True)
+        if start:
+            self.writer.add(self._row(state, t0, start))
+        # Non-finite losses are accumulated on the device and checked at flushes (no sync per step);
+        # on the CPU a check costs nothing, so it happens every step and hooks never see NaN weights.
+        nonfinite = torch.zeros((), dtype=torch.bool, device=state.device)
+        check_each_step = state.device.type == "cpu"
+        try:
+            for pi, phase in enumerate(phases):
+                state.phase_index, state.task = pi, phase.task
+                self.trainer.begin_phase(state, phase)
+                for h in self.hooks:
+                    h.begin_phase(state)
+                for i in range(phase.steps):
+                    metrics = self.trainer.step(state)
+                    state.step += 1
+                    nonfinite |= ~torch.isfinite(metrics["loss"])
+                    if check_each_step and bool(nonfinite):
+                        self.writer.add(self._row(state, t0, metrics))
+                        return self._diverged(state, bar, t0)
+                    last_of_phase = i == phase.steps - 1
+                    state.phase_end = last_of_phase
+                    probes = self._run_hooks(state, phase_end=last_of_phase,
+                                             end=last_of_phase and pi == len(phases) - 1)
+                    state.phase_end = False
+                    if probes or state.step % self.log_every == 0 or last_of_phase:
+                        self.writer.add(self._row(state, t0, {**metrics, **probes}))
+                    bar.update(1)
+                    if state.step % self.flush_every == 0 or last_of_phase:
+                        if bool(nonfinite):
+                            return self._diverged(state, bar, t0)
+                        self._flush(bar)
+            self._flush(bar)
+            return Outcome("completed", state.step, wall_s=time.perf_counter() - t0)
+        finally:
+            bar.close()
+
+    def _diverged(self, state: TrainState, bar, t0: float) -> Outcome:
+        at = self._flush(bar)
+        return Outcome("diverged", state.step, diverged_at=at if at is not None else state.step,
+                       wall_s=time.perf_counter() - t0)

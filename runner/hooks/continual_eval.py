@@ -1,0 +1,71 @@
+"""Continual evaluation: accuracy on every seen task's evaluation set, every `every` updates.
+
+Each task's evaluation set is a fixed, seeded subset of its test split (capped at `max_samples`),
+chosen once and never redrawn (the official code redraws it at each evaluation, which adds noise).
+All seen tasks are evaluated in one batched forward pass. Logs `acc_task<k>` (percent) and the
+running continual metrics of `runner.metrics.continual` (min_acc, wc_acc, wf<w>, wp<w>; acc and
+forg at task ends).
+"""
+from __future__ import annotations
+
+import torch
+
+from runner.data import ContinualData
+from runner.errors import OptrunError
+from runner.hooks.base import Hook, eval_mode
+from runner.metrics.continual import ContinualMetrics
+
+
+class ContinualEval(Hook):
+    name = "continual_eval"
+
+    def __init__(self, every: int = 1, max_samples: int = 1000, windows: list[int] = (10, 100),
+                 batch_size: int = 8192, at_start: bool = True, at_phase_end: bool = True, at_end: bool = True):
+        super().__init__(every=every, at_start=at_start, at_phase_end=at_phase_end, at_end=at_end)
+        if max_samples <= 0:
+            raise OptrunError(f"hooks.continual_eval.max_samples: expected a positive integer, got {max_samples}")
+        self.max_samples, self.windows, self.batch_size = max_samples, tuple(windows), batch_size
+
+    def setup(self, state) -> None:
+        data = state.data
+        if not isinstance(data, ContinualData):
+            raise OptrunError("hooks=continual_eval needs a continual dataset (e.g. dataset=split_digits)")
+        g = state.generators["probe"]
+        xs, ys, sizes = [], [], []
+        for task in data.tasks:
+            n = len(task.y_test)
+            idx = torch.arange(n, device=task.y_test.device)
+            if n > self.max_samples:
+                idx = torch.randperm(n, generator=g, device=g.device)[: self.max_samples].sort().values
+                idx = idx.to(task.y_test.device)
+            xs.append(task.x_test[idx])
+            ys.append(task.y_test[idx])
+            sizes.append(len(idx))
+        self.x, self.y = torch.cat(xs), torch.cat(ys)
+        self.sizes = sizes
+        self.ends = torch.tensor(sizes).cumsum(0).tolist()
+        self.segment = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).to(self.y.device)
+        self.tracker = ContinualMetrics(data.n_tasks, self.windows)
+
+    def accuracies(self, model: torch.nn.Module, seen: int) -> list[float]:
+        """Percent accuracy on tasks 1..seen, one forward pass (chunked only for very large sets)."""
+        n = self.ends[seen - 1]
+        with eval_mode(model):
+            pred = torch.cat([model(self.x[i:min(i + self.batch_size, n)]).argmax(-1) for i in range(0, n, self.batch_size)])
+        correct = (pred == self.y[:n]).float()
+        hits = torch.zeros(seen, device=correct.device).index_add_(0, self.segment[:n], correct)
+        sizes = torch.tensor(self.sizes[:seen], device=correct.device)
+        return (hits / sizes * 100.0).tolist()
+
+    def __call__(self, state) -> dict:
+        seen = state.task or 1
+        accs = self.accuracies(state.model, seen)
+        out = {f"acc_task{k}": a for k, a in enumerate(accs, start=1)}
+        out.update(self.tracker.update(accs, seen, task_end=state.phase_end and state.step > 0))
+        return out
+
+    def state_dict(self) -> dict:
+        return {"tracker": self.tracker.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.tracker.load_state_dict(sd["tracker"])

@@ -1,0 +1,1 @@
+"""Metric definitions as small, unit-tested pieces of pure code."""

@@ -1,0 +1,86 @@
+"""Pieces every trainer shares: phases, the training state, and index-based batch sampling."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Phase:
+    """A stretch of steps with one training distribution (a task, or the whole run)."""
+
+    steps: int
+    task: int | None = None  # 1-based task id, None for plain supervised training
+    name: str = "train"
+
+
+@dataclass
+class TrainState:
+    """Everything a step or a hook may read. The engine advances `step`, `task` and the flags."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    data: object
+    device: torch.device
+    seed: int
+    generators: dict[str, torch.Generator]
+    step: int = 0  # updates done so far
+    task: int | None = None
+    phase_index: int = 0
+    phase_end: bool = False  # True while hooks run after the last step of a phase
+    total_steps: int = 0
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
+class IndexSampler:
+    """Mini-batches by index over n items: one permutation per epoch, drawn on the data's device.
+
+    The last batch of an epoch may be smaller (no sample is dropped)."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, device=None):
+        from runner.errors import OptrunError
+
+        if n <= 0:
+            raise OptrunError("data: cannot sample batches from an empty set")
+        if batch_size <= 0:
+            raise OptrunError(f"trainer.batch_size: expected a positive integer, got {batch_size}")
+        self.n, self.batch_size, self.generator = n, min(batch_size, n), generator
+        self.device = device or generator.device
+        self.perm, self.pos, self.epoch = None, n, -1
+
+    def next(self) -> torch.Tensor:
+        if self.pos >= self.n:
+            self.perm = torch.randperm(self.n, generator=self.generator, device=self.device)
+            self.pos, self.epoch = 0, self.epoch + 1
+        idx = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += len(idx)
+        return idx
+
+    def batches_per_epoch(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def state_dict(self) -> dict:
+        return {"perm": self.perm, "pos": self.pos, "epoch": self.epoch}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.perm, self.pos, self.epoch = sd["perm"], sd["pos"], sd["epoch"]
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Percent correct, as a 0-d tensor (no host sync)."""
+    return (logits.argmax(dim=-1) == y).float().mean() * 100.0
+
+
+def apply_update(state: TrainState, loss: torch.Tensor) -> None:
+    """Backward, optimizer step and per-step schedule: the one update every trainer performs."""
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    if state.scheduler is not None:
+        state.scheduler.step()
