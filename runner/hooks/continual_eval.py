@@ -52,8 +52,8 @@ class ContinualEval(Hook):
         n = self.ends[seen - 1]
         with eval_mode(model):
             pred = torch.cat([model(self.x[i:min(i + self.batch_size, n)]).argmax(-1) for i in range(0, n, self.batch_size)])
-        correct = (pred == self.y[:n]).float()
-        hits = torch.zeros(seen, device=correct.device).index_add_(0, self.segment[:n], correct)
+        correct = (pred == self.y[:n]).double()
+        hits = torch.zeros(seen, dtype=torch.float64, device=correct.device).index_add_(0, self.segment[:n], correct)
         sizes = torch.tensor(self.sizes[:seen], device=correct.device)
         return (hits / sizes * 100.0).tolist()
 

@@ -1,0 +1,99 @@
+"""Claims of the stability-gap paper, measured on one run's `metrics.csv`.
+
+The paper gives no numbers we could verify (see ../shared/papers/stability_gap.md), so thresholds
+are the pass criteria calibrated for the smoke scale (ER, Split-digits P1-P6, Rotated-digits
+R1-R4); every run a claim applies to must pass it. "min A1" is the minimum of task-1 accuracy over
+the first `DIP_WINDOW` iterations of task 2.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from runner.claims import Claim
+
+DIP_WINDOW = 20
+
+
+def task_ends(df: pd.DataFrame) -> list[int]:
+    """t_1..t_T: the last logged step of each task."""
+    return df[df.step > 0].groupby("task").step.max().sort_index().tolist()
+
+
+def curve(df: pd.DataFrame, k: int = 1) -> pd.Series:
+    return df.set_index("step")[f"acc_task{k}"]
+
+
+def a1_end(df, k: int) -> float:
+    """Task-1 accuracy at the end of task k."""
+    return float(curve(df)[task_ends(df)[k - 1]])
+
+
+def dip_min(df) -> float:
+    t1 = task_ends(df)[0]
+    return float(curve(df).loc[t1 + 1: t1 + DIP_WINDOW].min())
+
+
+def min_acc_task_ends(df) -> float:
+    """min-ACC when only task ends are evaluated: mean over k < T of min_{j > k} A_k(t_j)."""
+    ends = task_ends(df)
+    rows = df.set_index("step").loc[ends]
+    mins = [rows[f"acc_task{k}"].iloc[k:].min() for k in range(1, len(ends))]
+    return float(sum(mins) / len(mins))
+
+
+def final(df, column: str) -> float:
+    return float(df[column].dropna().iloc[-1])
+
+
+def _method(cfg) -> str:
+    return cfg["trainer"]["method"]
+
+
+def _split(cfg) -> bool:
+    return cfg["dataset"]["_target_"].endswith(".split")
+
+
+def _rotated(cfg) -> bool:
+    return cfg["dataset"]["_target_"].endswith(".rotated")
+
+
+split_er = lambda cfg: _split(cfg) and _method(cfg) == "er"  # noqa: E731
+split_ft = lambda cfg: _split(cfg) and _method(cfg) == "finetune"  # noqa: E731
+rot_er = lambda cfg: _rotated(cfg) and _method(cfg) == "er"  # noqa: E731
+rot_ft = lambda cfg: _rotated(cfg) and _method(cfg) == "finetune"  # noqa: E731
+
+PAPER = "ER forgets sharply but temporarily after a task switch (Fig. 2; no verified numbers)"
+
+CLAIMS = [
+    # Split-digits, ER
+    Claim("P1 task-1 learned", "task 1 is learned before the switch", "A1(t1) >= 95",
+          lambda df, c: a1_end(df, 1), lambda v: v >= 95, split_er),
+    Claim("P2 gap depth", PAPER, f"A1(t1) - min A1 (first {DIP_WINDOW} its of task 2) >= 40",
+          lambda df, c: a1_end(df, 1) - dip_min(df), lambda v: v >= 40, split_er),
+    Claim("P3a recovers level", "the drop is temporary: A1 recovers by the end of task 2",
+          "A1(t2) - A1(t1) >= -5", lambda df, c: a1_end(df, 2) - a1_end(df, 1), lambda v: v >= -5, split_er),
+    Claim("P3b recovers height", "the drop is temporary: A1 recovers by the end of task 2",
+          "A1(t2) - min A1 >= 40", lambda df, c: a1_end(df, 2) - dip_min(df), lambda v: v >= 40, split_er),
+    Claim("P4 min-ACC hidden at task ends", "task-end evaluation hides the gap; per-iteration min-ACC reveals it",
+          "min-ACC(task ends) - min-ACC(every iteration) >= 30",
+          lambda df, c: min_acc_task_ends(df) - final(df, "min_acc"), lambda v: v >= 30, split_er),
+    Claim("P6a min-ACC <= WC-ACC <= ACC", "worst-case metrics bound the average from below",
+          "min(WC-ACC - min-ACC, ACC - WC-ACC) >= 0",
+          lambda df, c: min(final(df, "wc_acc") - final(df, "min_acc"), final(df, "acc") - final(df, "wc_acc")),
+          lambda v: v >= 0, split_er),
+    Claim("P6b WF10", "windowed forgetting exposes the gap", "WF10 >= 30",
+          lambda df, c: final(df, "wf10"), lambda v: v >= 30, split_er),
+    # Split-digits, fine-tuning control
+    Claim("P5 fine-tune forgets", "without replay task 1 is forgotten (catastrophic forgetting)",
+          "fine-tune A1(t2) <= 10", lambda df, c: a1_end(df, 2), lambda v: v <= 10, split_ft),
+    # Rotated-digits (domain-incremental), ER
+    Claim("R1 task-1 learned", "task 1 is learned before the switch", "A1(t1) >= 93",
+          lambda df, c: a1_end(df, 1), lambda v: v >= 93, rot_er),
+    Claim("R2 gap depth", "the gap appears in domain-incremental learning too",
+          f"A1(t1) - min A1 (first {DIP_WINDOW} its of task 2) >= 8",
+          lambda df, c: a1_end(df, 1) - dip_min(df), lambda v: v >= 8, rot_er),
+    Claim("R3 recovers", "the drop is temporary", "A1(t2) - A1(t1) >= -4",
+          lambda df, c: a1_end(df, 2) - a1_end(df, 1), lambda v: v >= -4, rot_er),
+    Claim("R4 fine-tune forgets", "without replay task 1 is partly forgotten", "fine-tune A1(t2) <= 60",
+          lambda df, c: a1_end(df, 2), lambda v: v <= 60, rot_ft),
+]

@@ -1,0 +1,1 @@
+"""`optrun-report`: read results trees back, aggregate, draw figures and check claims."""
