@@ -1,0 +1,76 @@
+"""The engine and the run directory: determinism, read-only hooks, divergence, skip/force."""
+import json
+
+import pandas as pd
+import torch
+
+from runner.dispatch import build, execute
+from runner.engine import Engine
+from runner.results import MetricsWriter
+
+SHORT = ["experiment=stability_gap", "trainer.iters_per_task=15", "device=cpu"]
+
+
+def _final_params(cfg, tmp_path, name):
+    state, trainer, hooks = build(cfg)
+    Engine(trainer, hooks, MetricsWriter(tmp_path / f"{name}.csv"), progress=False).run(state)
+    return [p.detach().clone() for p in state.model.parameters()]
+
+
+def test_read_only_hook_does_not_change_training(make_cfg, tmp_path):
+    with_hook = _final_params(make_cfg(*SHORT), tmp_path, "a")
+    without = _final_params(make_cfg(*SHORT, "hooks=[]"), tmp_path, "b")
+    assert all(torch.equal(a, b) for a, b in zip(with_hook, without))
+
+
+def test_same_command_twice_gives_identical_metrics(make_cfg, tmp_path):
+    cfg = make_cfg(*SHORT, "seed=3")
+    execute(cfg, tmp_path / "r1")
+    execute(cfg, tmp_path / "r2")
+    a, b = (pd.read_csv(tmp_path / r / "metrics.csv") for r in ("r1", "r2"))
+    assert "time_s" in a.columns
+    # every column but the wall clock is identical, byte for byte once written
+    assert a.drop(columns="time_s").to_csv() == b.drop(columns="time_s").to_csv()
+    raw = [(tmp_path / r / "metrics.csv").read_text().splitlines() for r in ("r1", "r2")]
+    strip = lambda lines: [",".join(c for i, c in enumerate(l.split(",")) if i != 2) for l in lines]  # noqa: E731,E741
+    assert strip(raw[0]) == strip(raw[1])
+
+
+def test_run_directory_files_and_continual_columns(make_cfg, tmp_path):
+    summary = execute(make_cfg(*SHORT), tmp_path / "run")
+    run = tmp_path / "run"
+    for f in ("config.yaml", "metrics.csv", "status.json", "summary.json", "accuracy.png"):
+        assert (run / f).exists(), f
+    df = pd.read_csv(run / "metrics.csv")
+    assert list(df.columns[:3]) == ["step", "task", "time_s"]
+    assert df.step.tolist() == list(range(0, 5 * 15 + 1))  # before the first update, then every iteration
+    for k in range(1, 6):
+        col = df[f"acc_task{k}"]
+        first_seen = (k - 1) * 15 + 1 if k > 1 else 0
+        assert col[df.step >= first_seen].notna().all() and col[df.step < first_seen].isna().all()
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "completed" and {"acc", "min_acc", "wc_acc", "wf10", "wp10"} <= set(s["metrics"])
+    assert s["claims"] and {"name", "paper", "measured", "criterion", "passed"} <= set(s["claims"][0])
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    assert summary["status"] == "completed"
+
+
+def test_completed_run_is_skipped_unless_forced(make_cfg, tmp_path, capsys):
+    cfg = make_cfg(*SHORT)
+    execute(cfg, tmp_path / "run")
+    before = (tmp_path / "run" / "metrics.csv").read_text()
+    out = execute(cfg, tmp_path / "run")
+    assert out["skipped"] and "already completed" in capsys.readouterr().out
+    assert (tmp_path / "run" / "metrics.csv").read_text() == before
+    out = execute(make_cfg(*SHORT, "force=true"), tmp_path / "run")
+    assert out["status"] == "completed" and not out.get("skipped")
+
+
+def test_divergence_is_recorded_and_stops_cleanly(make_cfg, tmp_path):
+    cfg = make_cfg("trainer.steps=200", "optimizer.lr=1e6", "optimizer.momentum=0.9", "device=cpu")
+    summary = execute(cfg, tmp_path / "run")
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert summary["status"] == status["status"] == "diverged"
+    df = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert df.step.iloc[-1] == status["diverged_at"] < 200
+    assert not torch.isfinite(torch.tensor(df.loss.iloc[-1])) and df.loss.iloc[:-1].map(lambda v: v == v).all()
