@@ -49,12 +49,17 @@ def build(cfg: DictConfig) -> tuple[TrainState, object, list]:
         torch.set_num_threads(int(cfg.threads))
     seed = int(cfg.seed)
     seeding.seed_everything(seed)
-    data = instantiate(cfg.dataset, seed=seed, _convert_="all").to(device)
-    torch.manual_seed(seeding.stream_seed(seed, "init"))
-    model = instantiate(cfg.model, input_shape=data.input_shape, n_classes=data.n_classes, _convert_="all")
-    model = model.to(device)
-    optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
-    scheduler = instantiate(cfg.schedule, _convert_="all")(optimizer) if cfg.get("schedule") else None
+    data = instantiate(cfg.dataset, seed=seed, _convert_="all").to(device) if cfg.get("dataset") else None
+    model = optimizer = scheduler = None
+    if cfg.get("model"):
+        if data is None:
+            raise OptrunError("model: a model needs a dataset (set dataset=..., or model=none for solver runs)")
+        torch.manual_seed(seeding.stream_seed(seed, "init"))
+        model = instantiate(cfg.model, input_shape=data.input_shape, n_classes=data.n_classes, _convert_="all")
+        model = model.to(device)
+        if cfg.get("optimizer"):
+            optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
+            scheduler = instantiate(cfg.schedule, _convert_="all")(optimizer) if cfg.get("schedule") else None
     trainer = instantiate(cfg.trainer, _convert_="all")
     hooks = [instantiate(h, _convert_="all") for _, h in sorted((cfg.get("hooks") or {}).items())]
     gens = {s: seeding.generator(seed, s, device) for s in seeding.STREAMS}

@@ -1,6 +1,11 @@
 """THE training loop. A trainer defines a step; hooks measure on a schedule; the engine owns time,
 logging, divergence and the progress bar. There is no second loop anywhere in optrun.
 
+Per step: hooks due at this step get `before_step(state)` (e.g. to snapshot the parameters), the
+trainer's `step(state)` returns metrics (it must include `loss`, which the divergence check reads),
+then the due hooks are called and one row is logged. A trainer (or a controller hook) may set
+`state.stop = True` to end the run early as completed (e.g. a solver that converged).
+
 Hot-path habits: trainer metrics stay tensors until a flush (one host sync per `flush_every`
 steps), divergence is tracked on the device and checked at flushes, rows are written in chunks.
 """
@@ -79,24 +84,33 @@ class Engine:
                 for h in self.hooks:
                     h.begin_phase(state)
                 for i in range(phase.steps):
+                    last_of_phase = i == phase.steps - 1
+                    event = {"phase_end": last_of_phase, "end": last_of_phase and pi == len(phases) - 1}
+                    due = [h for h in self.hooks if h.due(state.step + 1, **event)]
+                    for h in due:
+                        h.before_step(state)
                     metrics = self.trainer.step(state)
                     state.step += 1
-                    nonfinite |= ~torch.isfinite(metrics["loss"])
+                    nonfinite |= ~torch.isfinite(torch.as_tensor(metrics["loss"]))
                     if check_each_step and bool(nonfinite):
                         self.writer.add(self._row(state, t0, metrics))
                         return self._diverged(state, bar, t0)
-                    last_of_phase = i == phase.steps - 1
-                    state.phase_end = last_of_phase
-                    probes = self._run_hooks(state, phase_end=last_of_phase,
-                                             end=last_of_phase and pi == len(phases) - 1)
+                    state.phase_end = last_of_phase or state.stop
+                    probes = {}
+                    for h in due:
+                        probes.update(h(state))
                     state.phase_end = False
-                    if probes or state.step % self.log_every == 0 or last_of_phase:
+                    if probes or state.step % self.log_every == 0 or last_of_phase or state.stop:
                         self.writer.add(self._row(state, t0, {**metrics, **probes}))
                     bar.update(1)
-                    if state.step % self.flush_every == 0 or last_of_phase:
+                    if state.step % self.flush_every == 0 or last_of_phase or state.stop:
                         if bool(nonfinite):
                             return self._diverged(state, bar, t0)
                         self._flush(bar)
+                    if state.stop:
+                        break
+                if state.stop:
+                    break
             self._flush(bar)
             return Outcome("completed", state.step, wall_s=time.perf_counter() - t0)
         finally:

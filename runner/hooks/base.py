@@ -33,6 +33,10 @@ class Hook:
     def begin_phase(self, state) -> None:
         """Called when a new phase (task) starts, before its first step."""
 
+    def before_step(self, state) -> None:
+        """Called just before a step after which this hook is due (e.g. snapshot the parameters to
+        see the update the optimizer applies)."""
+
     def __call__(self, state) -> dict:
         raise NotImplementedError
 

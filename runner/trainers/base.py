@@ -19,10 +19,10 @@ class Phase:
 class TrainState:
     """Everything a step or a hook may read. The engine advances `step`, `task` and the flags."""
 
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    model: torch.nn.Module | None  # None for solver experiments that train no network
+    optimizer: torch.optim.Optimizer | None
     scheduler: object | None
-    data: object
+    data: object | None
     device: torch.device
     seed: int
     generators: dict[str, torch.Generator]
@@ -30,11 +30,13 @@ class TrainState:
     task: int | None = None
     phase_index: int = 0
     phase_end: bool = False  # True while hooks run after the last step of a phase
+    stop: bool = False  # set by a trainer or controller to end the run early (as completed)
     total_steps: int = 0
     extras: dict = field(default_factory=dict)
 
     @property
     def lr(self) -> float:
+        """The learning rate the optimizer will use for its next step (first parameter group)."""
         return self.optimizer.param_groups[0]["lr"]
 
 
