@@ -1,6 +1,6 @@
 # optrun: `make stability_gap` (main job, offline) and `make test`. Both install what they need.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install.stamp
 OPTRUN := $(BIN)/optrun
@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# NO_INSTALL=1 uses an existing $(VENV) as it is (e.g. a shared one: make X VENV=/path/.venv NO_INSTALL=1)
+install: $(if $(NO_INSTALL),,$(STAMP))
 
 test: install
 	$(BIN)/python -m pytest

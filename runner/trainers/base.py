@@ -79,10 +79,13 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=-1) == y).float().mean() * 100.0
 
 
-def apply_update(state: TrainState, loss: torch.Tensor) -> None:
-    """Backward, optimizer step and per-step schedule: the one update every trainer performs."""
+def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | None = None) -> None:
+    """Backward, optional gradient-norm clipping, optimizer step and per-step schedule: the one
+    update every trainer performs."""
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if clip_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip_grad_norm)
     state.optimizer.step()
     if state.scheduler is not None:
         state.scheduler.step()

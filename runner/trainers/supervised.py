@@ -1,24 +1,44 @@
-"""Plain supervised training: one phase, cross-entropy on mini-batches drawn by index."""
+"""Plain supervised training: one phase, mini-batches (or the full batch) drawn by index.
+
+`loss=ce` (classification, logs train_acc) or `loss=mse` (regression: targets are float tensors of
+shape (N, out) or (N,), the model's `n_classes` is its output dimension). `batch_size=null` is
+full-batch gradient descent. `clip_grad_norm` clips the gradient norm before the optimizer step.
+"""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from runner.errors import OptrunError
 from runner.trainers.base import IndexSampler, Phase, TrainState, accuracy, apply_update
 
+LOSSES = ("ce", "mse")
+
+
+def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if kind == "ce":
+        return F.cross_entropy(out, y)
+    return F.mse_loss(out, y.view_as(out))
+
 
 class SupervisedTrainer:
-    def __init__(self, steps: int | None = None, epochs: float | None = None, batch_size: int = 64):
+    def __init__(self, steps: int | None = None, epochs: float | None = None, batch_size: int | None = 64,
+                 loss: str = "ce", clip_grad_norm: float | None = None):
         if (steps is None) == (epochs is None):
             raise OptrunError("trainer: set exactly one of trainer.steps and trainer.epochs")
         if (steps is not None and steps <= 0) or (epochs is not None and epochs <= 0):
             raise OptrunError("trainer.steps / trainer.epochs: expected a positive number")
+        if loss not in LOSSES:
+            raise OptrunError(f"trainer.loss: unknown '{loss}' (expected one of: {', '.join(LOSSES)})")
+        if clip_grad_norm is not None and clip_grad_norm <= 0:
+            raise OptrunError(f"trainer.clip_grad_norm: expected a positive number or null, got {clip_grad_norm}")
         self.steps, self.epochs, self.batch_size = steps, epochs, batch_size
+        self.loss, self.clip_grad_norm = loss, clip_grad_norm
         self.sampler: IndexSampler | None = None
 
     def phases(self, state: TrainState) -> list[Phase]:
-        d = state.data
-        self.sampler = IndexSampler(len(d.y_train), self.batch_size, state.generators["batch"])
+        n = len(state.data.y_train)
+        self.sampler = IndexSampler(n, self.batch_size or n, state.generators["batch"])
         steps = self.steps if self.steps is not None else round(self.epochs * self.sampler.batches_per_epoch())
         return [Phase(steps=steps)]
 
@@ -27,13 +47,19 @@ class SupervisedTrainer:
 
     def step(self, state: TrainState) -> dict:
         d = state.data
-        idx = self.sampler.next()
-        x, y = d.x_train[idx], d.y_train[idx]
+        if self.sampler.batch_size == self.sampler.n:  # full batch: no gather, no shuffling needed
+            x, y = d.x_train, d.y_train
+        else:
+            idx = self.sampler.next()
+            x, y = d.x_train[idx], d.y_train[idx]
         state.model.train()
-        logits = state.model(x)
-        loss = F.cross_entropy(logits, y)
-        apply_update(state, loss)
-        return {"loss": loss.detach(), "train_acc": accuracy(logits.detach(), y)}
+        out = state.model(x)
+        loss = loss_fn(self.loss, out, y)
+        apply_update(state, loss, self.clip_grad_norm)
+        metrics = {"loss": loss.detach()}
+        if self.loss == "ce":
+            metrics["train_acc"] = accuracy(out.detach(), y)
+        return metrics
 
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict()}
