@@ -7,12 +7,15 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper report clean help
+.PHONY: install test stability_gap stability_gap-paper saddle_to_saddle saddle_to_saddle-paper curl_descent \
+	curl_descent-paper report clean help
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
 	@echo "make test           run the test suite"
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
+	@echo "make saddle_to_saddle  smoke scale of the saddle-to-saddle paper (linear, conv, ReLU) + claim report"
+	@echo "make curl_descent   smoke scale of the curl-descent paper (phase diagram, speed-up) + claim report"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
@@ -39,6 +42,40 @@ stability_gap: install
 stability_gap-paper: install
 	$(OPTRUN) -m experiment=stability_gap scale=paper seed=0,1,2,3,4 trainer.method=er,finetune results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/stability_gap
+
+# Linear 10-50-10 net (eps sweep incl. eps = 1), linear conv (4 kernels), univariate ReLU (3 kinks); 2 seeds.
+saddle_to_saddle: install
+	$(OPTRUN) -m experiment=saddle_to_saddle model.init_scale=1,1e-3,1e-4,1e-6 seed=0,1 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=saddle_to_saddle dataset=conv_teacher model=linear_conv optimizer.lr=0.0025 \
+		trainer.steps=4000 model.init_scale=1e-3,1e-4,1e-6 seed=0,1 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=saddle_to_saddle dataset=kink_teacher model.activation=relu model.bias=true \
+		model.hidden=200 model.init_scale=1e-10 optimizer.lr=0.1 trainer.steps=4000 seed=0,1 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/saddle_to_saddle --check
+
+saddle_to_saddle-paper: install
+	$(OPTRUN) -m experiment=saddle_to_saddle scale=paper model.init_scale=1,1e-2,1e-3,1e-4,1e-5,1e-6 \
+		seed=0,1,2,3,4 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/saddle_to_saddle
+
+# Linear student-teacher nets: contracting 100->10 with 0/1/5/25/50 flipped inputs, a phase diagram over
+# expansion ratio x flipped fraction (inputs 50 or 20, hidden 50 or 199), and the tanh 100->10
+# speed-up with one flipped hidden neuron (3 seeds, against GD).
+curl_descent: install
+	$(OPTRUN) -m experiment=curl_descent 'optimizer.flipped_fraction=[0,0],[0.01,0],[0.05,0],[0.25,0],[0.5,0]' \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=curl_descent dataset.d_in=50,20 model.hidden=50,199 \
+		'optimizer.flipped_fraction=[0,0],[0.25,0],[0.5,0],[0.75,0]' results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=curl_descent model.activation=tanh model.output_activation=tanh model.init_scale=2 \
+		dataset.n_train=2000 trainer.steps=1000 'optimizer.flipped=[0,0],[0,1]' seed=0,1,2 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/curl_descent --check
+
+curl_descent-paper: install
+	$(OPTRUN) -m experiment=curl_descent scale=paper dataset.d_in=20 model.hidden=199 \
+		'optimizer.flipped=[0,0],[4,0],[8,0],[12,0],[16,0],[20,0]' seed=0,1,2,3,4,5,6,7,8,9 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=curl_descent scale=paper model.activation=tanh model.output_activation=tanh \
+		model.init_scale=2 dataset.n_train=2000 'optimizer.flipped=[0,0],[0,1]' seed=0,1,2,3,4,5,6,7,8,9 \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/curl_descent
 
 report: install
 	$(REPORT) $(RESULTS)

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from runner.errors import OptrunError
+
 
 @dataclass
 class Phase:
@@ -79,13 +81,25 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=-1) == y).float().mean() * 100.0
 
 
-def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | None = None) -> None:
+def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | None = None,
+                 closure=None) -> dict:
     """Backward, optional gradient-norm clipping, optimizer step and per-step schedule: the one
-    update every trainer performs."""
+    update every trainer performs.
+
+    An optimizer that sets `needs_closure = True` gets `closure` (re-evaluates the loss at the
+    current parameters and back-propagates, torch's LBFGS convention); others never see it, so no
+    extra forward pass is spent. Returns the optimizer's `step_metrics` (dict of 0-d tensors, e.g.
+    an effective learning rate), which trainers log beside the loss."""
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip_grad_norm)
-    state.optimizer.step()
+    if getattr(state.optimizer, "needs_closure", False):
+        if closure is None:
+            raise OptrunError(f"optimizer {type(state.optimizer).__name__} needs a closure; this trainer gives none")
+        state.optimizer.step(closure)
+    else:
+        state.optimizer.step()
     if state.scheduler is not None:
         state.scheduler.step()
+    return dict(getattr(state.optimizer, "step_metrics", None) or {})

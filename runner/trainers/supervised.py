@@ -1,7 +1,8 @@
 """Plain supervised training: one phase, mini-batches (or the full batch) drawn by index.
 
-`loss=ce` (classification, logs train_acc) or `loss=mse` (regression: targets are float tensors of
-shape (N, out) or (N,), the model's `n_classes` is its output dimension). `batch_size=null` is
+`loss=ce` (classification, logs train_acc), `loss=mse` (regression: targets are float tensors of
+shape (N, out) or (N,), the model's `n_classes` is its output dimension) or `loss=corr` (the
+correlation loss -mean(f(x) y) of single-index / tensor-PCA estimation). `batch_size=null` is
 full-batch gradient descent. `clip_grad_norm` clips the gradient norm before the optimizer step.
 """
 from __future__ import annotations
@@ -12,12 +13,14 @@ import torch.nn.functional as F
 from runner.errors import OptrunError
 from runner.trainers.base import IndexSampler, Phase, TrainState, accuracy, apply_update
 
-LOSSES = ("ce", "mse")
+LOSSES = ("ce", "mse", "corr")
 
 
 def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if kind == "ce":
         return F.cross_entropy(out, y)
+    if kind == "corr":
+        return -(out * y.view_as(out)).mean()
     return F.mse_loss(out, y.view_as(out))
 
 
@@ -55,8 +58,14 @@ class SupervisedTrainer:
         state.model.train()
         out = state.model(x)
         loss = loss_fn(self.loss, out, y)
-        apply_update(state, loss, self.clip_grad_norm)
-        metrics = {"loss": loss.detach()}
+
+        def closure():
+            state.optimizer.zero_grad(set_to_none=True)
+            again = loss_fn(self.loss, state.model(x), y)
+            again.backward()
+            return again
+
+        metrics = {"loss": loss.detach(), **apply_update(state, loss, self.clip_grad_norm, closure)}
         if self.loss == "ce":
             metrics["train_acc"] = accuracy(out.detach(), y)
         return metrics
