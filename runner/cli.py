@@ -97,8 +97,7 @@ def main() -> None:
     if "--help" in argv or "-h" in argv:
         print(help_text())
         return
-    if not any(a in ("--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion")
-               for a in argv):
+    if not any(a in ("--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion") for a in argv):
         try:
             check_overrides(_user_overrides(argv))
         except OptrunError as e:
