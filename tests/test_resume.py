@@ -146,3 +146,15 @@ def test_two_overlapping_sweeps_into_one_results_root(tmp_path):
         lines = (d / "metrics.csv").read_text().splitlines()
         assert len(lines) == 1 + 201 and len({len(line.split(",")) for line in lines[1:]}) == 1
         assert not (d / "run.lock").exists()
+
+
+def test_local_parallel_sweep_goes_on_after_a_diverged_run(tmp_path):
+    """hydra-joblib-launcher preset; one run diverges (status diverged, exit 0), the other completes."""
+    p = optrun("-m", "hydra/launcher=local_parallel", "trainer.steps=60", "optimizer.lr=1e6,0.05", "device=cpu",
+               "progress=false", f"results_dir={tmp_path}")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-2000:]
+    status = {d.name: json.loads((d / "status.json").read_text())["status"]
+              for d in (tmp_path / "adhoc").iterdir() if d.is_dir() and (d / "status.json").exists()}
+    assert status == {"device=cpu,optimizer.lr=1000000.0,trainer.steps=60": "diverged",
+                      "device=cpu,optimizer.lr=0.05,trainer.steps=60": "completed"}
