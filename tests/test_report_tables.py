@@ -1,5 +1,6 @@
 """Reporter tables: config flattening, aggregation over seeds and sweeps, robustness to bad run folders."""
 import json
+import os
 import time
 
 import numpy as np
@@ -80,6 +81,14 @@ def test_write_table_round_trips_as_csv(tmp_path):
     assert pd.read_csv(written[0]).a.tolist() == [1, 2]
 
 
+def test_write_table_adds_parquet_when_pyarrow_is_there(tmp_path):
+    pytest.importorskip("pyarrow")
+    df = pd.DataFrame({"a": [1, 2], "b": ["x", None], "c": [[1], "y"]})
+    written = write_table(df, tmp_path / "t.csv")
+    assert written == [tmp_path / "t.csv", tmp_path / "t.parquet"]
+    assert pd.read_parquet(written[1]).a.tolist() == [1, 2]
+
+
 # --- robustness: every bad folder is named with its reason; the good runs are still read ----------
 
 def _bad_trees(root):
@@ -94,7 +103,9 @@ def _bad_trees(root):
         w(name, status="running")
 
     def stale(name):
-        w(name, status="running", updated=time.time() - 10 * 3600)
+        d = w(name, status="running", updated=time.time() - 10 * 3600)
+        for f in d.iterdir():
+            os.utime(f, (time.time() - 10 * 3600,) * 2)
 
     def failed(name):
         w(name, status="failed", error="OptrunError: out of memory")

@@ -100,16 +100,37 @@ def read_status(path: Path) -> tuple[dict | None, str | None]:
     return status, None
 
 
-def unfinished_reason(status: dict) -> str | None:
+def _last_activity(path: Path, status: dict) -> tuple[float, int | None]:
+    """(seconds since the run last wrote anything, last logged step from metrics.csv's tail)."""
+    times = [float(status.get("updated") or 0)]
+    step = None
+    for f in (path / "status.json", path / "metrics.csv"):
+        try:
+            times.append(f.stat().st_mtime)
+        except OSError:
+            pass
+    try:
+        with open(path / "metrics.csv", "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(fh.tell() - 4096, 0))
+            lines = [ln for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
+        step = int(float(lines[-1].split(",")[0])) if lines else None
+    except (OSError, ValueError):
+        pass
+    return time.time() - max(times), step
+
+
+def unfinished_reason(status: dict, path: Path | None = None) -> str | None:
     """Why a run with this status cannot be read (None when it finished)."""
     s, step = status.get("status"), status.get("step")
     if s in ("completed", "diverged"):
         return None
     if s == "running":
-        age = time.time() - float(status.get("updated") or time.time())
+        age, logged = _last_activity(path, status) if path is not None else (0.0, None)
+        step = logged if logged is not None else step
         if age > STALE_S:
-            return f"status 'running' but not updated for {age / 3600:.1f} h (last step {step}): probably killed"
-        return f"still running (last step {step})"
+            return f"status 'running' but nothing written for {age / 3600:.1f} h (last step {step}): probably killed"
+        return f"still running (last logged step {step})"
     if s == "failed":
         return f"failed at step {step}: {status.get('error') or 'no error recorded'}"
     return f"unknown status {s!r}"
@@ -172,7 +193,7 @@ def load_run(path: Path) -> tuple[Run | None, str | None]:
     status, why = read_status(path)
     if status is None:
         return None, why
-    why = unfinished_reason(status)
+    why = unfinished_reason(status, path)
     if why:
         return None, why
     cfg, why = read_config(path)
