@@ -8,7 +8,7 @@ REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
 .PHONY: install test stability_gap stability_gap-paper saddle_to_saddle saddle_to_saddle-paper curl_descent \
-	curl_descent-paper report clean help
+	curl_descent-paper report reproduce-smoke clean help
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
@@ -16,7 +16,8 @@ help:
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
 	@echo "make saddle_to_saddle  smoke scale of the saddle-to-saddle paper (linear, conv, ReLU) + claim report"
 	@echo "make curl_descent   smoke scale of the curl-descent paper (phase diagram, speed-up) + claim report"
-	@echo "make report         claim reports and figures for everything under $(RESULTS)/"
+	@echo "make report         claim reports and figures for everything under $(RESULTS)/, and $(RESULTS)/REPORT.md"
+	@echo "make reproduce-smoke  every experiment's smoke target, then $(RESULTS)/REPORT.md (state of all 30 papers)"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
 $(STAMP): pyproject.toml
@@ -79,6 +80,19 @@ curl_descent-paper: install
 
 report: install
 	$(REPORT) $(RESULTS)
+
+# Smoke targets: every conf/experiment/<id>.yaml whose id is also a target of this Makefile.
+EXPERIMENTS := $(basename $(notdir $(wildcard conf/experiment/*.yaml)))
+SMOKE_TARGETS = $(sort $(filter $(EXPERIMENTS),$(shell sed -n 's/^\([A-Za-z0-9_]*\):.*/\1/p' $(firstword $(MAKEFILE_LIST)))))
+
+# Runs them all (going on past failures), then writes $(RESULTS)/REPORT.md; exits 1 if one failed.
+reproduce-smoke: install
+	@failed=""; for t in $(SMOKE_TARGETS); do echo "== make $$t"; \
+		$(MAKE) --no-print-directory $$t || failed="$$failed $$t"; done; \
+	mkdir -p $(RESULTS); $(REPORT) $(RESULTS) --failed-targets "$$failed" > $(RESULTS)/.reproduce-smoke.log 2>&1 \
+		|| { cat $(RESULTS)/.reproduce-smoke.log; exit 1; }; \
+	echo "overview: $(RESULTS)/REPORT.md"; \
+	if [ -n "$$failed" ]; then echo "smoke targets that failed:$$failed"; exit 1; fi
 
 clean:
 	find $(RESULTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
