@@ -8,7 +8,8 @@ REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
 .PHONY: install test stability_gap stability_gap-paper saddle_to_saddle saddle_to_saddle-paper curl_descent \
-	curl_descent-paper report reproduce-smoke clean help
+	curl_descent-paper langevin_swa langevin_swa-paper discretisation_drift discretisation_drift-paper report \
+	reproduce-smoke clean help
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
@@ -16,6 +17,8 @@ help:
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
 	@echo "make saddle_to_saddle  smoke scale of the saddle-to-saddle paper (linear, conv, ReLU) + claim report"
 	@echo "make curl_descent   smoke scale of the curl-descent paper (phase diagram, speed-up) + claim report"
+	@echo "make langevin_swa   smoke scale of the Langevin + iterate-averaging paper (k* = 3, 4) + claim report"
+	@echo "make discretisation_drift  smoke scale of the discretisation-drift work (flows, DAL vs fixed lr) + claims"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/, and $(RESULTS)/REPORT.md"
 	@echo "make reproduce-smoke  every experiment's smoke target, then $(RESULTS)/REPORT.md (state of all 30 papers)"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
@@ -77,6 +80,33 @@ curl_descent-paper: install
 		model.init_scale=2 dataset.n_train=2000 'optimizer.flipped=[0,0],[0,1]' seed=0,1,2,3,4,5,6,7,8,9 \
 		results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/curl_descent
+
+# Spherical Langevin on single-index models: k* = 3 (d = 30, n = 9000) and k* = 4 (d = 20, n = 4000), 2 seeds.
+langevin_swa: install
+	$(OPTRUN) -m experiment=langevin_swa seed=0,1 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=langevin_swa dataset.k=4 dataset.dim=20 dataset.n_train=4000 seed=0,1 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/langevin_swa --check
+
+langevin_swa-paper: install
+	$(OPTRUN) -m experiment=langevin_swa scale=paper dataset.k=3,4 seed=0,1,2 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/langevin_swa
+
+# Flows vs GD on a quadratic (h lambda = 0.5, 1.5, 2.2) and a Rosenbrock toy; full-batch GD on a digits MLP
+# at fixed lr 0.5 .. 3.5 against the drift-adjusted lr (DAL, p = 1 and 0.5).
+discretisation_drift: install
+	$(OPTRUN) -m experiment=discretisation_drift trainer=flow_check 'hooks=[]' trainer.h=0.5,1.5,2.2 results_dir=$(RESULTS)
+	$(OPTRUN) experiment=discretisation_drift trainer=flow_check 'hooks=[]' trainer.landscape=rosenbrock \
+		'trainer.start=[-1,1.5]' trainer.h=0.015 trainer.steps=60 trainer.substeps=20 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=discretisation_drift optimizer.lr=0.5,1,2,3.5 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=discretisation_drift optimizer=dal optimizer.p=1,0.5 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/discretisation_drift --check
+
+discretisation_drift-paper: install
+	$(OPTRUN) -m experiment=discretisation_drift scale=paper optimizer.lr=0.05,0.1,0.2,0.5 seed=0,1,2 \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=discretisation_drift scale=paper optimizer=dal optimizer.p=1,0.5 seed=0,1,2 \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/discretisation_drift
 
 report: install
 	$(REPORT) $(RESULTS)

@@ -52,5 +52,5 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
         ax.axhline(dim ** -0.5, color="k", ls=":", lw=0.8, label="1/sqrt(d)")
         ax.set(xlabel="Langevin time t", ylabel=f"overlap with theta* (mean +- SD, {len(rs)} seeds)", ylim=(0, 1.02),
                title=f"langevin_swa ({rs[0].cfg.get('scale')}): k*={k}, d={dim}, n={n}")
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(loc="center right", fontsize=7, framealpha=0.8, frameon=True)
     return [save(fig, Path(out_dir) / "langevin_swa.png")]

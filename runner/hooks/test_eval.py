@@ -1,8 +1,8 @@
 """Loss (and accuracy, for classification) on the held-out test split every `every` updates.
 
-Evaluated in batches with the trainer's loss (`loss: ce | mse`), in eval mode without autograd; a
-fixed, seeded subset of at most `max_samples` test points is chosen once, so curves are not noisy
-from resampling. Logs `test_loss` (and `test_acc`, percent, for ce).
+Evaluated in batches with the trainer's loss (`loss: ce | mse | corr`), in eval mode without
+autograd; a fixed, seeded subset of at most `max_samples` test points is chosen once, so curves are
+not noisy from resampling. Logs `test_loss` (and `test_acc`, percent, when the targets are class labels).
 """
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ class TestEval(Hook):
                 x, y = self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
                 out = state.model(x)
                 total += float(loss_fn(self.loss, out, y)) * len(y)
-                if self.loss == "ce":
+                if not y.is_floating_point():
                     correct += float(accuracy(out, y)) * len(y)
         n = len(self.y)
-        return {"test_loss": total / n, **({"test_acc": correct / n} if self.loss == "ce" else {})}
+        labels = not self.y.is_floating_point()
+        return {"test_loss": total / n, **({"test_acc": correct / n} if labels else {})}

@@ -87,9 +87,10 @@ def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | 
     """Backward, optional gradient-norm clipping, optimizer step and per-step schedule: the one
     update every trainer performs.
 
-    An optimizer that sets `needs_closure = True` gets `closure` (re-evaluates the loss at the
-    current parameters and back-propagates, torch's LBFGS convention); others never see it, so no
-    extra forward pass is spent. Returns the optimizer's `step_metrics` (dict of 0-d tensors, e.g.
+    An optimizer that sets `needs_closure = True` gets `closure`: `closure()` re-evaluates the loss
+    at the current parameters and back-propagates (torch's LBFGS convention), `closure(backward=False)`
+    only returns the loss with its graph (for Hessian-vector products); other optimizers never see
+    it, so no extra forward pass is spent. Returns the optimizer's `step_metrics` (dict of 0-d tensors, e.g.
     an effective learning rate), which trainers log beside the loss."""
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -1,7 +1,8 @@
 """Plain supervised training: one phase, mini-batches (or the full batch) drawn by index.
 
 `loss=ce` (classification, logs train_acc), `loss=mse` (regression: targets are float tensors of
-shape (N, out) or (N,), the model's `n_classes` is its output dimension) or `loss=corr` (the
+shape (N, out) or (N,), the model's `n_classes` is its output dimension; with class labels it
+regresses one-hot targets and logs train_acc too) or `loss=corr` (the
 correlation loss -mean(f(x) y) of single-index / tensor-PCA estimation). `batch_size=null` is
 full-batch gradient descent. `clip_grad_norm` clips the gradient norm before the optimizer step.
 """
@@ -21,7 +22,11 @@ def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out, y)
     if kind == "corr":
         return -(out * y.view_as(out)).mean()
-    return F.mse_loss(out, y.view_as(out))
+    if not y.is_floating_point():  # class labels: regress one-hot targets (MSE classification)
+        y = F.one_hot(y, out.shape[-1]).to(out.dtype)
+    # written out rather than F.mse_loss, whose forward-over-reverse derivative (jvp of grad, used by
+    # Hessian-vector products) fails in torch 2.x with "ZeroTensors are immutable"
+    return (out - y.view_as(out)).pow(2).mean()
 
 
 class SupervisedTrainer:
@@ -59,14 +64,15 @@ class SupervisedTrainer:
         out = state.model(x)
         loss = loss_fn(self.loss, out, y)
 
-        def closure():
-            state.optimizer.zero_grad(set_to_none=True)
+        def closure(backward: bool = True):
             again = loss_fn(self.loss, state.model(x), y)
-            again.backward()
+            if backward:
+                state.optimizer.zero_grad(set_to_none=True)
+                again.backward()
             return again
 
         metrics = {"loss": loss.detach(), **apply_update(state, loss, self.clip_grad_norm, closure)}
-        if self.loss == "ce":
+        if not y.is_floating_point():
             metrics["train_acc"] = accuracy(out.detach(), y)
         return metrics
 
