@@ -167,7 +167,7 @@ def cross_run_claims(runs: list) -> list[dict]:
         missing = [a for a in ARCHITECTURES if a not in covered]
         out.append(_row("R0 six architectures swept", "Linear, MLP, CNN, MLP+LN, CNN+BN, TinyTransformer",
                         "all six architectures have completed r-sweep runs", float(len(covered)), not missing,
-                        note=f"missing: {', '.join(missing)}" if missing else None))
+                        [float(len(covered))], note=f"missing: {', '.join(missing)}" if missing else None))
     t = onset_table(runs).dropna()
     if len(t):
         temps = t["T"].nunique()

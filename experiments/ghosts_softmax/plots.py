@@ -13,6 +13,7 @@ from experiments.ghosts_softmax.claims import (ARCHITECTURES, FAIL_RATIO, arch_n
 from runner.report.style import figure, save
 
 ARM_COLORS = {"plain": "tab:red", "clip": "tab:cyan", "controller": "tab:orange"}
+ARM_STYLES = {"plain": "-", "clip": "--", "controller": "-"}
 ARM_LABELS = {"plain": "plain Adam", "clip": "clip_grad_norm(1)", "controller": "rho-controller"}
 DIR_STYLE = {"descent": ("tab:red", "-", "gradient step (-grad)"), "random": ("tab:blue", "-", "random (median)"),
              "randmax": ("tab:blue", ":", "random (max)"), "ascent": ("0.5", "--", "+grad (ascent)")}
@@ -83,42 +84,53 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path | None:
     return save(fig, Path(out_dir) / "spike.png")
 
 
-def _mean_sd(runs: list, column: str) -> tuple[pd.Series, pd.Series]:
+def _band(ax, runs: list, column: str, name: str, log: bool = False) -> None:
+    """Mean +- SD over seeds (of log10 values when `log`) of one arm."""
     m = pd.concat([r.metrics.set_index("step")[column].dropna() for r in runs], axis=1)
-    return m.mean(axis=1), m.std(axis=1).fillna(0.0)
+    if log:
+        m = np.log10(m.clip(lower=1e-12))
+    mean, sd = m.mean(axis=1), m.std(axis=1).fillna(0.0)
+    lo, hi = (10 ** (mean - sd), 10 ** (mean + sd)) if log else (mean - sd, mean + sd)
+    mean = 10 ** mean if log else mean
+    ax.plot(mean.index, mean, color=ARM_COLORS[name], ls=ARM_STYLES[name], lw=1.3,
+            label=f"{ARM_LABELS[name]} (n={len(runs)})")
+    ax.fill_between(mean.index, lo, hi, color=ARM_COLORS[name], alpha=0.2, lw=0)
 
 
 def plot_spike(runs: list, out_dir: Path) -> Path | None:
-    """Test accuracy per arm (mean +- SD over seeds), one panel per (spike, base LR); r per step below."""
+    """Test accuracy per arm (mean +- SD over seeds), one row per spike and one panel per base LR; the
+    last row shows r per update for the held spike (geometric mean, +- SD of log10 r)."""
     groups: dict = defaultdict(lambda: defaultdict(list))
     for r in runs:
         if part(r.cfg) == "spike" and r.status.get("status") == "completed" and "test_acc" in r.metrics:
             groups[(spike_label(r.cfg), base_lr(r.cfg))][arm(r.cfg)].append(r)
     if not groups:
         return None
-    spikes = sorted({k[0] for k in groups})
-    lrs = sorted({k[1] for k in groups})
-    r_spike = next((s for s in spikes if s.startswith("held")), spikes[0])  # the spike whose r is drawn
-    fig, axes = figure(ncols=len(lrs), nrows=len(spikes) + 1, width=4.2, height=3.0)
-    for i, spike in enumerate(spikes + ["r"]):
-        for j, lr in enumerate(lrs):
+    spikes = sorted({k[0] for k in groups}, key=lambda s: (not s.startswith("held"), s))
+    lrs = {s: sorted(k[1] for k in groups if k[0] == s) for s in spikes}
+    rows = [(s, "test_acc") for s in spikes] + [(spikes[0], "r")]
+    fig, axes = figure(ncols=max(len(v) for v in lrs.values()), nrows=len(rows), width=4.2, height=3.0)
+    for i, (spike, column) in enumerate(rows):
+        for j in range(axes.shape[1]):
             ax = axes[i, j]
-            key = (r_spike if spike == "r" else spike, lr)
-            for name, rs in sorted(groups.get(key, {}).items()):
-                col = "r" if spike == "r" else "test_acc"
-                mean, sd = _mean_sd(rs, col)
-                ax.plot(mean.index, mean, color=ARM_COLORS[name], lw=1.2, label=f"{ARM_LABELS[name]} (n={len(rs)})")
-                ax.fill_between(mean.index, mean - sd, mean + sd, color=ARM_COLORS[name], alpha=0.2, lw=0)
+            if j >= len(lrs[spike]):
+                ax.set_visible(False)
+                continue
+            lr = lrs[spike][j]
+            for name in ("plain", "clip", "controller"):  # the controller on top
+                if not (rs := groups[(spike, lr)].get(name)):
+                    continue
+                _band(ax, rs, column, name, log=column == "r")
                 _mark_spike(ax, rs[0].cfg)
-            if spike == "r":
+            if column == "r":
                 ax.axhline(1.0, color="k", ls="--", lw=0.9)
-                ax.set(yscale="log", ylabel="r = tau / rho_a", title=f"r per update, {r_spike}, base LR {lr:g}")
+                ax.set(yscale="log", ylabel="r = tau / rho_a", title=f"r per update, base LR {lr:g}")
             else:
                 ax.set(ylim=(-2, 102), ylabel="test accuracy (%)", title=f"{spike}, base LR {lr:g}")
             ax.set_xlabel("update (dashed: first spiked update)")
-            if i == 0 and j == 0:
-                ax.legend(loc="lower left", fontsize=7)
-    fig.suptitle(_title(runs[0].cfg, "LR spike, Adam on digits (MLP 64-128-10)"))
+            if j == 0:
+                ax.legend(loc="center right" if column == "test_acc" else "upper left", fontsize=7)
+    fig.suptitle(_title(runs[0].cfg, f"LR spike, Adam on digits (MLP 64-128-10); r row: {spikes[0]}"))
     return save(fig, Path(out_dir) / "ghosts_softmax_spike.png")
 
 
@@ -178,14 +190,17 @@ def plot_temperature(runs: list, out_dir: Path) -> Path | None:
     axes[0, 0].legend(fontsize=7)
     ax = axes[0, 2]
     for col, color, label in (("onset_tau", "tab:gray", "raw tau*"), ("onset_r", "tab:orange", "normalised r*")):
-        g = t.groupby("T")[col]
-        mean = np.exp(np.log(t[col]).groupby(t["T"]).mean())
-        ax.errorbar(mean.index, mean, yerr=g.std().fillna(0).values, color=color, marker="o", capsize=3,
-                    label=f"{label} (SD log10 across T: {np.log10(t[col]).groupby(t['T']).mean().std():.3f})")
+        logs = np.log10(t[col]).groupby(t["T"])
+        mean, sd = logs.mean(), logs.std().fillna(0.0)
+        ax.errorbar(mean.index, 10 ** mean, yerr=[10 ** mean - 10 ** (mean - sd), 10 ** (mean + sd) - 10 ** mean],
+                    color=color, marker="o", capsize=3, label=f"{label} (SD of log10 across T: {mean.std():.3f})")
     ax.set(xscale="log", yscale="log", xlabel="temperature T", ylabel="onset threshold (loss ratio >= 2)",
-           title="onset thresholds vs T (mean +- SD over seeds)")
+           title="onset thresholds vs T")
+    ax.set_xticks(temps, [f"{T:g}" for T in temps], minor=False)
+    ax.minorticks_off()
     ax.legend(fontsize=7)
-    fig.suptitle(_title(temp[0].cfg, "temperature, MLP 64-128-128-10 GELU trained on CE(z/T)"))
+    fig.suptitle(_title(temp[0].cfg, "temperature, MLP 64-128-128-10 GELU trained on CE(z/T); one descent step; "
+                                     "geometric mean +- SD over seeds"))
     return save(fig, Path(out_dir) / "ghosts_softmax_temperature.png")
 
 

@@ -23,7 +23,7 @@ import torch
 from runner.errors import OptrunError
 from runner.hooks.base import Hook
 from runner.hooks.probe_set import probe_split
-from runner.metrics.radius import binary_radius, logit_jvp, radius, unit_direction
+from runner.metrics.radius import binary_radius, joint_norm, logit_jvp, radius, unit_direction
 
 PROBES = ("batch", "train", "test")
 MODES = ("cap", "set")
@@ -74,7 +74,7 @@ class Radius(Hook):
         step = {n: params[n].detach() - self.old[n] for n in self.old}
         v, tau = unit_direction(step)
         z, a = logit_jvp(state.model, self.old, v, self._probe_inputs(state))
-        delta, rho = radius(a.double(), self.temperature)
+        delta, rho = radius(a, self.temperature)
         tau = tau.to(rho.dtype)
         out = {"tau": tau, "delta_a": delta, "rho_a": rho, "r": tau / rho, "lr": self.lr_used}
         if z.shape[-1] == 2:
@@ -87,7 +87,7 @@ class Radius(Hook):
             with torch.no_grad():
                 for n, p in params.items():
                     p.copy_(torch.where(scale != 1.0, self.old[n] + applied[n], p))
-            tau_applied = torch.sqrt(sum((s.double() ** 2).sum() for s in applied.values()))
+            tau_applied = joint_norm(applied.values())
             out.update(scale=scale, r_raw=out["r"], r=tau_applied / rho, tau=tau_applied)
         self.old = None
         return out

@@ -122,7 +122,7 @@ class StepSweep(Hook):
         curves: dict[str, list] = {}
         for name, v in self._directions(state, params):
             _, a = logit_jvp(model, params, v, self.x)
-            rho = float(radius(a.double(), self.temperature)[1])
+            rho = float(radius(a, self.temperature)[1])
             ratio, acc = self._curve(model, params, v, rho, loss0)
             curves.setdefault(name, []).append((rho, ratio, acc))
         out = {"probe_loss": loss0, "probe_acc": acc0}

@@ -35,8 +35,9 @@ def slope_spread(a: torch.Tensor) -> torch.Tensor:
 
 
 def radius(a: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Δ_a, ρ_a): the largest spread over the probe set and ρ_a = π·T/Δ_a (inf when Δ_a = 0)."""
-    delta = slope_spread(a).max()
+    """(Δ_a, ρ_a) as float64 scalars: the largest spread over the probe set and ρ_a = π·T/Δ_a (inf when
+    Δ_a = 0)."""
+    delta = slope_spread(a).max().double()
     return delta, math.pi * temperature / delta
 
 
@@ -49,8 +50,13 @@ def binary_radius(z: torch.Tensor, a: torch.Tensor, temperature: float = 1.0) ->
     return (torch.sqrt(delta_z ** 2 + math.pi ** 2) / spread).min()
 
 
+def joint_norm(tensors) -> torch.Tensor:
+    """Euclidean norm of several tensors taken together, accumulated in float64."""
+    return torch.stack([torch.linalg.vector_norm(t, dtype=torch.float64) for t in tensors]).norm()
+
+
 def unit_direction(tensors: dict) -> tuple[dict, torch.Tensor]:
     """(v, norm): `tensors` divided by their joint Euclidean norm (a zero vector stays zero)."""
-    norm = torch.sqrt(sum((t.double() ** 2).sum() for t in tensors.values()))
-    scale = torch.where(norm > 0, 1.0 / norm.clamp_min(1e-300), torch.zeros_like(norm)).float()
-    return {k: t * scale for k, t in tensors.items()}, norm
+    norm = joint_norm(tensors.values())
+    scale = torch.where(norm > 0, 1.0 / norm.clamp_min(1e-300), torch.zeros_like(norm))
+    return {k: t * scale.to(t.dtype) for k, t in tensors.items()}, norm
