@@ -7,12 +7,14 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper report reproduce-smoke clean help
+.PHONY: install test stability_gap stability_gap-paper report reproduce-smoke clean help \
+	ghosts_softmax ghosts_softmax-spike ghosts_softmax-rsweep ghosts_softmax-temperature ghosts_softmax-paper
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
 	@echo "make test           run the test suite"
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
+	@echo "make ghosts_softmax smoke scale of Ghosts of Softmax (LR spike, r-sweep, temperature) + claim report"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/, and $(RESULTS)/REPORT.md"
 	@echo "make reproduce-smoke  every experiment's smoke target, then $(RESULTS)/REPORT.md (state of all 30 papers)"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
@@ -40,6 +42,42 @@ stability_gap: install
 stability_gap-paper: install
 	$(OPTRUN) -m experiment=stability_gap scale=paper seed=0,1,2,3,4 trainer.method=er,finetune results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/stability_gap
+
+# Ghosts of Softmax: LR spike (plain / clipped / rho-controller, 3 seeds), r-sweep over six architectures,
+# temperature test; each sub-experiment is its own target (about 1-2 min each on 2 cores).
+GHOSTS = $(OPTRUN) -m experiment=ghosts_softmax results_dir=$(RESULTS)
+GHOSTS_ARCHS = linear,mlp,cnn,mlp_ln,cnn_bn,transformer
+ghosts_softmax: ghosts_softmax-spike ghosts_softmax-rsweep ghosts_softmax-temperature
+	$(REPORT) $(RESULTS)/ghosts_softmax --check
+	@echo "figures: $(RESULTS)/ghosts_softmax/ghosts_softmax_*.png   report: $(RESULTS)/ghosts_softmax/report.md"
+
+ghosts_softmax-spike: install
+	$(GHOSTS) seed=0,1,2 optimizer.lr=1e-4,1e-3,1e-2 trainer.clip_grad_norm=null,1.0
+	$(GHOSTS) seed=0,1,2 optimizer.lr=1e-4,1e-3,1e-2 hooks.radius.controller=true
+	$(GHOSTS) seed=0,1,2 optimizer.lr=1e-2 schedule.factor=10000 schedule.length=1 trainer.clip_grad_norm=null,1.0
+	$(GHOSTS) seed=0,1,2 optimizer.lr=1e-2 schedule.factor=10000 schedule.length=1 hooks.radius.controller=true
+
+ghosts_softmax-rsweep: install
+	$(GHOSTS) ghosts_softmax=rsweep seed=0,1 model=$(GHOSTS_ARCHS)
+
+ghosts_softmax-temperature: install
+	$(GHOSTS) ghosts_softmax=temperature seed=0,1,2 trainer.temperature=0.25,0.5,1,2,4,8
+
+# The paper's settings: 5 seeds everywhere, 20 random directions; ResNet-18 on CIFAR-10 (needs the data
+# under data/ or dataset.download=true, and a GPU): rho-set controller at r in {0.5,1,2,4} vs fixed LRs.
+ghosts_softmax-paper: install
+	$(GHOSTS) scale=paper seed=0,1,2,3,4 optimizer.lr=1e-4,1e-3,1e-2 trainer.clip_grad_norm=null,1.0
+	$(GHOSTS) scale=paper seed=0,1,2,3,4 optimizer.lr=1e-4,1e-3,1e-2 hooks.radius.controller=true
+	$(GHOSTS) scale=paper seed=0,1,2,3,4 optimizer.lr=1e-3,1e-2 schedule.factor=10000 schedule.length=1 \
+		trainer.clip_grad_norm=null,1.0
+	$(GHOSTS) scale=paper seed=0,1,2,3,4 optimizer.lr=1e-3,1e-2 schedule.factor=10000 schedule.length=1 \
+		hooks.radius.controller=true
+	$(GHOSTS) scale=paper ghosts_softmax=rsweep seed=0,1,2,3,4 model=$(GHOSTS_ARCHS)
+	$(GHOSTS) scale=paper ghosts_softmax=temperature seed=0,1,2,3,4 trainer.temperature=0.25,0.5,1,2,4,8
+	$(GHOSTS) scale=paper ghosts_softmax=resnet seed=0,1,2,3,4 hooks.radius.target_r=0.5,1,2,4
+	$(GHOSTS) scale=paper ghosts_softmax=resnet seed=0,1,2,3,4 hooks.radius.controller=false \
+		optimizer.lr=0.01,0.03,0.1,0.3
+	$(REPORT) $(RESULTS)/ghosts_softmax
 
 report: install
 	$(REPORT) $(RESULTS)
