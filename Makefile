@@ -7,12 +7,13 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper report clean help
+.PHONY: install test stability_gap stability_gap-paper wsd wsd-paper report clean help
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
 	@echo "make test           run the test suite"
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
+	@echo "make wsd            smoke scale of the WSD / river-valley paper + figure + claim report"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
@@ -39,6 +40,21 @@ stability_gap: install
 stability_gap-paper: install
 	$(OPTRUN) -m experiment=stability_gap scale=paper seed=0,1,2,3,4 trainer.method=er,finetune results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/stability_gap
+
+# Bigram toy: WSD (branches forked at 2k/4k/8k), WSD-S, cyclic cosine, cosine tuned to each budget; 3 seeds.
+wsd: install
+	$(OPTRUN) -m experiment=wsd seed=0,1,2 schedule=wsd,wsd_s,cyclic_cosine results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=wsd seed=0,1,2 schedule=cyclic_cosine 'schedule.budgets=[2000],[4000],[8000]' \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/wsd --check
+	@echo "figure: $(RESULTS)/wsd/wsd.png   report: $(RESULTS)/wsd/report.md"
+
+# The scaled-down LLaMA-style stand-in (GPU): transformer LM on bigram Markov text, AdamW, 5k/10k/20k.
+WSD_PAPER := experiment=wsd scale=paper model=transformer_lm optimizer=adamw '~optimizer.momentum'
+wsd-paper: install
+	$(OPTRUN) -m $(WSD_PAPER) seed=0,1,2 schedule=wsd,wsd_s,cyclic_cosine results_dir=$(RESULTS)
+	$(OPTRUN) -m $(WSD_PAPER) seed=0,1,2 schedule=cyclic_cosine 'schedule.budgets=[20000]' results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/wsd
 
 report: install
 	$(REPORT) $(RESULTS)

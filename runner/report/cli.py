@@ -37,6 +37,8 @@ def report_experiment(exp: str, runs: list[Run], skipped: list, out_dir: Path) -
     runs_table(runs).to_csv(out_dir / "runs.csv", index=False)
     claims_mod = experiment_module(exp, "claims")
     rows = aggregate_claims(claims_mod.CLAIMS, runs) if claims_mod else []
+    if claims_mod and hasattr(claims_mod, "cross_run_claims"):  # claims that compare runs (A vs B)
+        rows += claims_mod.cross_run_claims([r for r in runs if r.status.get("status") == "completed"])
     write_json(out_dir / "claims.json", rows)
     plots = experiment_module(exp, "plots")
     figures = plots.plot_report(runs, out_dir) if plots and hasattr(plots, "plot_report") else []
