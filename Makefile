@@ -7,13 +7,14 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper wsd wsd-paper report clean help
+.PHONY: install test stability_gap stability_gap-paper wsd wsd-paper drop_muon drop_muon-paper report clean help
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
 	@echo "make test           run the test suite"
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
 	@echo "make wsd            smoke scale of the WSD / river-valley paper + figure + claim report"
+	@echo "make drop_muon      smoke scale of the Drop-Muon paper + figure + claim report"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
@@ -55,6 +56,17 @@ wsd-paper: install
 	$(OPTRUN) -m $(WSD_PAPER) seed=0,1,2 schedule=wsd,wsd_s,cyclic_cosine results_dir=$(RESULTS)
 	$(OPTRUN) -m $(WSD_PAPER) seed=0,1,2 schedule=cyclic_cosine 'schedule.budgets=[20000]' results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/wsd
+
+# Digits, 3-conv CNN: Muon (all layers every step) vs Drop-Muon (uniform start layer), 3 seeds each.
+drop_muon: install
+	$(OPTRUN) -m experiment=drop_muon seed=0,1,2 trainer.sampling=full,uniform results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/drop_muon --check
+	@echo "figure: $(RESULTS)/drop_muon/drop_muon.png   report: $(RESULTS)/drop_muon/report.md"
+
+# The paper's MNIST CNN (channels [64,128,256], batch 8192, lr 0.1) on a GPU; needs MNIST under data/.
+drop_muon-paper: install
+	$(OPTRUN) -m experiment=drop_muon scale=paper seed=0,1,2 trainer.sampling=full,uniform results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/drop_muon
 
 report: install
 	$(REPORT) $(RESULTS)

@@ -101,7 +101,8 @@ def test_branches_are_discarded_exactly(make_cfg, tmp_path):
 
 def test_transformer_lm_on_markov_sequences(make_cfg, tmp_path):
     cfg = make_cfg(*TINY, "model=transformer_lm", "model.dim=16", "model.layers=1", "model.heads=2",
-                   "optimizer=adamw", "~optimizer.momentum", "optimizer.lr=0.01", "dataset.seq_len=8", "dataset.vocab=16",
+                   "optimizer=adamw", "~optimizer.momentum", "optimizer.lr=0.01", "dataset.seq_len=8",
+                   "dataset.vocab=16",
                    "dataset.n_test=16", "schedule=wsd_s", "schedule.budgets=[10,20]")
     state, trainer, hooks = build(cfg)
     assert isinstance(state.model, TransformerLM) and state.data.x_train.shape[1:] == (8,)

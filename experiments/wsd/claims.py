@@ -14,7 +14,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from runner.claims import Claim
+from runner.claims import Claim, cross_run_row
 
 MIN_GAIN = 15.0  # percent
 
@@ -70,16 +70,6 @@ def _by_seed(runs: list) -> dict[int, dict[str, object]]:
     return out
 
 
-def _row(name: str, paper: str, criterion: str, values: list[float], ok) -> dict:
-    vals = np.array(values, dtype=float)
-    passed = [bool(np.isfinite(v) and ok(v)) for v in vals]
-    finite = vals[np.isfinite(vals)]
-    return {"name": name, "paper": paper, "criterion": criterion, "n": len(vals), "n_passed": sum(passed),
-            "passed": bool(passed) and all(passed),
-            "measured": float(finite.mean()) if finite.size else None,
-            "min": float(finite.min()) if finite.size else None, "max": float(finite.max()) if finite.size else None}
-
-
 def _steps(run) -> int:
     return int(run.metrics["step"].max())
 
@@ -102,14 +92,15 @@ def cross_run_claims(runs: list) -> list[dict]:
             oracle = rs.get(f"cosine@{last}")
             if oracle is not None:
                 vs_cos.append(excess_at(wsd.metrics, "budget", last) / excess_at(oracle.metrics, "budget", last))
+    row = cross_run_row
     return [
-        _row("WSD-S <= cyclic cosine", "WSD-S beats Cyclic-Cosine at producing several checkpoints in one run; "
-             "prototype .082/.106, .053/.063", "max over budgets 2.. of excess(WSD-S) / excess(cyclic cos) <= 1",
-             vs_cyc, lambda v: v <= 1.0),
-        _row("WSD-S ~ WSD", "WSD-S matches WSD at every budget; prototype .127/.127, .082/.081, .053/.052",
-             "max over budgets of excess(WSD-S) / excess(WSD) <= 1.05", vs_wsd, lambda v: v <= 1.05),
-        _row("WSD-S uses fewer steps", "WSD-S needs no discarded decay branches; prototype 8,000 vs 8,600 steps",
-             "total steps(WSD-S) / total steps(WSD incl. discarded branches) < 1", steps, lambda v: v < 1.0),
-        _row("final WSD <= tuned cosine", "WSD matches cosine runs tuned to each budget; prototype .052 vs .060",
-             "excess(WSD at last budget) / excess(cosine with T = last budget) <= 1", vs_cos, lambda v: v <= 1.0),
+        row("WSD-S <= cyclic cosine", "WSD-S beats Cyclic-Cosine at producing several checkpoints in one run; "
+            "prototype .082/.106, .053/.063", "max over budgets 2.. of excess(WSD-S) / excess(cyclic cos) <= 1",
+            vs_cyc, lambda v: v <= 1.0),
+        row("WSD-S ~ WSD", "WSD-S matches WSD at every budget; prototype .127/.127, .082/.081, .053/.052",
+            "max over budgets of excess(WSD-S) / excess(WSD) <= 1.05", vs_wsd, lambda v: v <= 1.05),
+        row("WSD-S uses fewer steps", "WSD-S needs no discarded decay branches; prototype 8,000 vs 8,600 steps",
+            "total steps(WSD-S) / total steps(WSD incl. discarded branches) < 1", steps, lambda v: v < 1.0),
+        row("final WSD <= tuned cosine", "WSD matches cosine runs tuned to each budget; prototype .052 vs .060",
+            "excess(WSD at last budget) / excess(cosine with T = last budget) <= 1", vs_cos, lambda v: v <= 1.0),
     ]

@@ -95,8 +95,8 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
                 per_label[name].append(s)
         for name, series in per_label.items():
             mean, sd = _mean_sd(series)
-            lab = None if name != "path" or (k == "cosine" and key != min(g for g in groups if g.startswith("cosine"))) \
-                else f"{label} (n={len(rs)})"
+            labelled = k != "cosine" or key == min(g for g in groups if g.startswith("cosine@"))
+            lab = f"{label} (n={len(rs)})" if name == "path" and labelled else None
             style = dict(ls=":", lw=1.8) if name.startswith("branch") else LINE[k]
             ax_path.plot(mean.index, mean, color=color, label=lab, **style)
             ax_path.fill_between(mean.index, mean - sd, mean + sd, color=color, alpha=0.15, lw=0)
