@@ -7,7 +7,7 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper wsd wsd-paper drop_muon drop_muon-paper report clean help
+.PHONY: install test stability_gap stability_gap-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper report clean help
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
@@ -15,6 +15,7 @@ help:
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
 	@echo "make wsd            smoke scale of the WSD / river-valley paper + figure + claim report"
 	@echo "make drop_muon      smoke scale of the Drop-Muon paper + figure + claim report"
+	@echo "make mfac           smoke scale of the M-FAC paper (pruning + optimizer) + figure + claim report"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
@@ -67,6 +68,25 @@ drop_muon: install
 drop_muon-paper: install
 	$(OPTRUN) -m experiment=drop_muon scale=paper seed=0,1,2 trainer.sampling=full,uniform results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/drop_muon
+
+# Digits MLP: one-shot pruning (magnitude / diagonal Fisher / OBS with M-FAC) of an Adam-trained net,
+# and M-FAC (m = 32) against Adam and SGD, each over a small grid, 3 seeds.
+mfac: install
+	$(OPTRUN) -m experiment=mfac seed=0,1,2 'hooks=[test_eval,prune]' results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=mfac seed=0,1,2 optimizer=adam optimizer.lr=0.001,0.003,0.01 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=mfac seed=0,1,2 optimizer=sgd optimizer.lr=0.03,0.1,0.3 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=mfac seed=0,1,2 optimizer=mfac optimizer.lr=0.003,0.01 optimizer.damp=1e-4,1e-3 \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/mfac --check
+	@echo "figure: $(RESULTS)/mfac/mfac.png   report: $(RESULTS)/mfac/report.md"
+
+# ResNet-20 / CIFAR-10 on a GPU (needs CIFAR-10 under data/): M-FAC m=1024 vs SGD, one-shot pruning.
+MFAC_PAPER := experiment=mfac scale=paper model=resnet20
+mfac-paper: install
+	$(OPTRUN) -m $(MFAC_PAPER) seed=0,1,2 optimizer=sgd optimizer.lr=0.1 'hooks=[test_eval,prune]' \
+		hooks.prune.m=1024 hooks.prune.grad_batch=16 hooks.prune.method_mfac=cholesky results_dir=$(RESULTS)
+	$(OPTRUN) -m $(MFAC_PAPER) seed=0,1,2 optimizer=mfac optimizer.m=1024 optimizer.damp=1e-5 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/mfac
 
 report: install
 	$(REPORT) $(RESULTS)

@@ -18,6 +18,8 @@ import math
 
 import torch
 
+from runner.optim import closure_loss
+
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
@@ -64,10 +66,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             (self._muon if group["algorithm"] == "muon" else self._adamw)(group)
         return loss
