@@ -14,6 +14,7 @@ from runner.hooks.base import Hook, eval_mode
 
 class TestEval(Hook):
     name = "test_eval"
+    __test__ = False  # not a pytest test class despite its name
 
     def __init__(self, every: int = 50, max_samples: int | None = None, batch_size: int = 4096,
                  at_start: bool = True, at_phase_end: bool = True, at_end: bool = True):
