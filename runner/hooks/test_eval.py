@@ -14,6 +14,7 @@ from runner.hooks.probe_set import probe_split
 
 class TestEval(Hook):
     name = "test_eval"
+    __test__ = False  # not a pytest test class despite its name
 
     def __init__(self, every: int = 1, max_samples: int | None = None, batch_size: int = 8192,
                  at_start: bool = True, at_phase_end: bool = True, at_end: bool = True):

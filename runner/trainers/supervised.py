@@ -19,6 +19,8 @@ LOSSES = ("ce", "mse")
 
 def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     if kind == "ce":
+        if out.dim() > 2:  # sequence models: (N, L, V) logits for (N, L) targets
+            out, y = out.flatten(0, -2), y.flatten()
         return F.cross_entropy(out / temperature if temperature != 1.0 else out, y)
     return F.mse_loss(out, y.view_as(out))
 
