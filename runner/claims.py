@@ -54,3 +54,16 @@ def format_table(results: list[dict]) -> str:
         ms = "n/a" if m is None or (isinstance(m, float) and math.isnan(m)) else f"{m:.4g}"
         lines.append(f"{r['name']:<28} {ms:>10}  {'yes' if r['passed'] else 'NO':<5} {r['criterion']}")
     return "\n".join(lines)
+
+
+def cross_run_row(name: str, paper: str, criterion: str, values: list[float], check: Callable[[float], bool]) -> dict:
+    """One row of a cross-run claim (`experiments/<id>/claims.py: cross_run_claims`): `values` holds
+    one measurement per comparison (e.g. per seed); the claim passes when every one does."""
+    import numpy as np
+
+    vals = np.array(values, dtype=float)
+    passed = [bool(np.isfinite(v) and check(v)) for v in vals]
+    finite = vals[np.isfinite(vals)]
+    return {"name": name, "paper": paper, "criterion": criterion, "n": len(vals), "n_passed": sum(passed),
+            "passed": bool(passed) and all(passed), "measured": float(finite.mean()) if finite.size else None,
+            "min": float(finite.min()) if finite.size else None, "max": float(finite.max()) if finite.size else None}

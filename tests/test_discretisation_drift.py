@@ -81,7 +81,7 @@ def test_dal_step_size_and_update_against_a_dense_reference(hvp, tol):
     closure = _closure(model, x, y, opt)
     closure()
     opt.step(closure)
-    m = opt.step_metrics
+    m = opt.stats
     assert float(m["hg_norm"]) == pytest.approx(norm(hg), rel=tol)
     assert float(m["eff_lr"]) == pytest.approx(eta, rel=tol)
     for k, p in model.named_parameters():
@@ -90,7 +90,7 @@ def test_dal_step_size_and_update_against_a_dense_reference(hvp, tol):
     closure = _closure(model, x, y, capped)
     closure()
     capped.step(closure)
-    assert float(capped.step_metrics["eff_lr"]) == pytest.approx(1e-3)
+    assert float(capped.stats["eff_lr"]) == pytest.approx(1e-3)
 
 
 def test_power_iteration_finds_lambda_max():

@@ -31,19 +31,19 @@ def _step(opt_kwargs, seed=0):
 def test_rule_flip_without_flips_is_sgd_and_cosine_is_one():
     (w1, w2, g1, g2), (p1, p2), opt = _step({"lr": 0.1, "rescale": False})
     assert torch.allclose(p1, w1 - 0.1 * g1) and torch.allclose(p2, w2 - 0.1 * g2)
-    assert float(opt.step_metrics["update_cosine"]) == pytest.approx(1.0, abs=1e-6)
+    assert float(opt.stats["update_cosine"]) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_rule_flip_applies_the_column_sign_matrix_and_rescales_to_the_initial_norm():
     (w1, w2, g1, g2), (p1, p2), opt = _step({"lr": 0.1, "flipped": [2, 1], "rescale": False})
     d1, d2 = torch.diag(torch.tensor([-1.0, -1, 1, 1, 1, 1])), torch.diag(torch.tensor([-1.0, 1, 1, 1]))
     assert torch.allclose(p1, w1 - 0.1 * g1 @ d1) and torch.allclose(p2, w2 - 0.1 * g2 @ d2)
-    cos = float(opt.step_metrics["update_cosine"])
+    cos = float(opt.stats["update_cosine"])
     expect = float(((g1 @ d1) * g1).sum() + ((g2 @ d2) * g2).sum()) / float(torch.cat([g1.flatten(), g2.flatten()]).norm()) ** 2
     assert cos == pytest.approx(expect, rel=1e-5) and cos < 1
     (w1, w2, _, _), (p1, p2), opt = _step({"lr": 0.1, "flipped_fraction": [0.5, 0.25], "rescale": True})
     assert torch.allclose(p1.norm(), w1.norm()) and torch.allclose(p2.norm(), w2.norm())
-    assert float(opt.step_metrics["weight_norm1"]) == pytest.approx(float(w1.norm()), rel=1e-6)
+    assert float(opt.stats["weight_norm1"]) == pytest.approx(float(w1.norm()), rel=1e-6)
     assert opt.state[opt.param_groups[0]["params"][0]]["column_sign"].tolist() == [-1, -1, -1, 1, 1, 1]
 
 

@@ -61,7 +61,7 @@ class TopEigenvalue(Hook):
                 v = hv
             self.vector = {k: t.detach() for k, t in v.items()}
         opt = state.optimizer
-        h = (getattr(opt, "step_metrics", None) or {}).get("eff_lr", opt.param_groups[0]["lr"]) if opt else float("nan")
+        h = (getattr(opt, "stats", None) or {}).get("eff_lr", opt.param_groups[0]["lr"]) if opt else float("nan")
         return {"lambda_max": float(lam), "h_lambda_max": float(h) * float(lam)}
 
     def state_dict(self) -> dict:

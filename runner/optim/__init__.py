@@ -1,11 +1,10 @@
-"""Optimizers that are not in torch.optim, usable by any experiment as `optimizer=<name>`."""
-from __future__ import annotations
-
+"""Optimizers and learning-rate schedules that torch does not ship (Muon for conv nets, M-FAC,
+multi-budget WSD plans); each is a config choice (`optimizer=...`, `schedule=...`) for any experiment."""
 import torch
 
 
-def evaluate_closure(closure):
-    """torch's convention: an optimizer step may get a closure that re-evaluates the loss (with grad)."""
+def closure_loss(closure):
+    """The loss from an optimizer's optional closure (with gradients enabled), or None."""
     if closure is None:
         return None
     with torch.enable_grad():

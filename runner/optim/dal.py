@@ -12,7 +12,8 @@ default) or `hvp=fd`, the official alternative, a finite difference of gradients
 (grad E(theta + e g) - grad E(theta)) / e with e = fd_scale / |g|. The optimizer needs the trainer's
 closure (`needs_closure`): called with no argument it re-evaluates loss and gradients (torch's
 LBFGS convention); `closure(backward=False)` returns the loss with its graph for the exact HVP.
-After each step `step_metrics` holds `eff_lr`, `grad_norm`, `hg_norm` and `hg_ratio` = |Hg|/|g|.
+After each step `stats` holds `eff_lr`, `grad_norm`, `hg_norm` and `hg_ratio` = |Hg|/|g| (logged by
+the `optimizer_stats` hook).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class DriftAdjustedSGD(torch.optim.Optimizer):
         # `lr` is unused by the rule (the official static learning rate cancels out); kept so that
         # schedules and probes that read param_groups[0]["lr"] see a number.
         super().__init__(params, {"lr": lr, "p": p, "max_lr": max_lr})
-        self.hvp, self.fd_scale, self.step_metrics = hvp, fd_scale, {}
+        self.hvp, self.fd_scale, self.stats = hvp, fd_scale, {}
 
     def _params(self) -> list[torch.Tensor]:
         return [p for g in self.param_groups for p in g["params"] if p.requires_grad]
@@ -73,6 +74,6 @@ class DriftAdjustedSGD(torch.optim.Optimizer):
             for p, x in zip(params, g):
                 p.add_(-eta * x)
                 p.grad = x
-        self.step_metrics = {"eff_lr": eta, "grad_norm": g_norm, "hg_norm": hg_norm,
+        self.stats = {"eff_lr": eta, "grad_norm": g_norm, "hg_norm": hg_norm,
                              "hg_ratio": hg_norm / g_norm.clamp_min(1e-30)}
         return None

@@ -16,7 +16,7 @@ import torch
 
 from runner import seeding
 from runner.errors import OptrunError
-from runner.optim import evaluate_closure
+from runner.optim import closure_loss
 
 
 class SphericalLangevin(torch.optim.Optimizer):
@@ -36,7 +36,7 @@ class SphericalLangevin(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = evaluate_closure(closure)
+        loss = closure_loss(closure)
         for group in self.param_groups:
             dt, beta = group["lr"], group["beta"]
             for p in group["params"]:

@@ -9,15 +9,16 @@ so the first ones are flipped); `flipped_fraction[i]` gives the same as a fracti
 (rounded). Optionally, as in the official code, every matrix is rescaled to
 its initial Frobenius norm after each update.
 
-After each step `step_metrics` holds the cosine between the applied update (rescaling included) and
--grad (1 for plain GD without rescaling, < 1 when curl terms act) and each parameter's norm.
+After each step `stats` holds the cosine between the applied update (rescaling included) and
+-grad (1 for plain GD without rescaling, < 1 when curl terms act) and each parameter's norm; the
+`optimizer_stats` hook logs them.
 """
 from __future__ import annotations
 
 import torch
 
 from runner.errors import OptrunError
-from runner.optim import evaluate_closure
+from runner.optim import closure_loss
 
 
 class RuleFlippedSGD(torch.optim.Optimizer):
@@ -37,7 +38,7 @@ class RuleFlippedSGD(torch.optim.Optimizer):
                               f"parameters")
         if fractions:
             flipped = [round(f * (p.shape[1] if p.dim() == 2 else 0)) for f, p in zip(fractions, plist)]
-        self.rescale, self.step_metrics = rescale, {}
+        self.rescale, self.stats = rescale, {}
         for i, p in enumerate(plist):
             k = int(flipped[i]) if i < len(flipped) else 0
             if k and (p.dim() != 2 or not 0 <= k <= p.shape[1]):
@@ -50,7 +51,7 @@ class RuleFlippedSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = evaluate_closure(closure)
+        loss = closure_loss(closure)
         dot = g_sq = d_sq = 0.0
         norms = {}
         index = 0
@@ -68,5 +69,5 @@ class RuleFlippedSGD(torch.optim.Optimizer):
                 dot, g_sq, d_sq = dot - (delta * g).sum(), g_sq + g.pow(2).sum(), d_sq + delta.pow(2).sum()
                 norms[f"weight_norm{index}"] = p.norm()
         cos = dot / (g_sq * d_sq).sqrt().clamp_min(1e-30) if norms else torch.tensor(float("nan"))
-        self.step_metrics = {"update_cosine": cos, **norms}
+        self.stats = {"update_cosine": cos, **norms}
         return loss

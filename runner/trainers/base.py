@@ -83,15 +83,14 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | None = None,
-                 closure=None) -> dict:
+                 closure=None) -> None:
     """Backward, optional gradient-norm clipping, optimizer step and per-step schedule: the one
     update every trainer performs.
 
     An optimizer that sets `needs_closure = True` gets `closure`: `closure()` re-evaluates the loss
     at the current parameters and back-propagates (torch's LBFGS convention), `closure(backward=False)`
     only returns the loss with its graph (for Hessian-vector products); other optimizers never see
-    it, so no extra forward pass is spent. Returns the optimizer's `step_metrics` (dict of 0-d tensors, e.g.
-    an effective learning rate), which trainers log beside the loss."""
+    it, so no extra forward pass is spent."""
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip_grad_norm is not None:
@@ -104,4 +103,3 @@ def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | 
         state.optimizer.step()
     if state.scheduler is not None:
         state.scheduler.step()
-    return dict(getattr(state.optimizer, "step_metrics", None) or {})
