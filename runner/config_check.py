@@ -83,6 +83,9 @@ def check_overrides(overrides: list[str], config_name: str = "config") -> None:
             if not options or o.is_delete():
                 continue
             for v in _values(o):
+                if v is None:  # Hydra raises a bare ValueError for `group=null`
+                    raise OptrunError(f"{o.key_or_group}=null: a config group needs one of its options "
+                                      f"(available: {', '.join(options)})")
                 for choice in (v if isinstance(v, list) else [v]):
                     if choice is not None and str(choice) not in options:
                         hint = difflib.get_close_matches(str(choice), options, n=1)
