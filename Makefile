@@ -7,12 +7,13 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper report clean help
+.PHONY: install test stability_gap stability_gap-paper sinkhorn_newton sinkhorn_newton-paper report clean help
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
 	@echo "make test           run the test suite"
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
+	@echo "make sinkhorn_newton  smoke scale of Sinkhorn-Newton-Sparse vs Sinkhorn + figure + claim report"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
@@ -39,6 +40,23 @@ stability_gap: install
 stability_gap-paper: install
 	$(OPTRUN) -m experiment=stability_gap scale=paper seed=0,1,2,3,4 trainer.method=er,finetune results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/stability_gap
+
+# Random costs n = 100, eta = 200 and 600, 3 seeds: Sinkhorn (capped at 20,000 iterations) and SNS with
+# the paper's lambda = 2/n and with 5/n.
+sinkhorn_newton: install
+	$(OPTRUN) -m experiment=sinkhorn_newton algorithm=sinkhorn,sns problem.eta=200,600 seed=0,1,2 \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sinkhorn_newton algorithm.keep_per_row=5 problem.eta=200,600 seed=0,1,2 \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/sinkhorn_newton --check
+	@echo "figure: $(RESULTS)/sinkhorn_newton/sinkhorn_newton.png   report: $(RESULTS)/sinkhorn_newton/report.md"
+
+# Table 1: random assignment n = 500, eta = 1200; W2 and W1 between MNIST images (needs MNIST under data/).
+sinkhorn_newton-paper: install
+	$(OPTRUN) -m experiment=sinkhorn_newton scale=paper algorithm=sinkhorn,sns results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sinkhorn_newton scale=paper problem=image_ot problem.dataset=mnist problem.n=784 \
+		problem.p=2,1 algorithm=sinkhorn,sns results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/sinkhorn_newton
 
 report: install
 	$(REPORT) $(RESULTS)
