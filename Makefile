@@ -7,13 +7,14 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper sinkhorn_newton sinkhorn_newton-paper report clean help
+.PHONY: install test stability_gap stability_gap-paper sinkhorn_newton sinkhorn_newton-paper cbo cbo-paper report clean help
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
 	@echo "make test           run the test suite"
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
 	@echo "make sinkhorn_newton  smoke scale of Sinkhorn-Newton-Sparse vs Sinkhorn + figure + claim report"
+	@echo "make cbo            smoke scale of CBO vs consensus hopping, GD and Langevin + figure + claim report"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
@@ -57,6 +58,21 @@ sinkhorn_newton-paper: install
 	$(OPTRUN) -m experiment=sinkhorn_newton scale=paper problem=image_ot problem.dataset=mnist problem.n=784 \
 		problem.p=2,1 algorithm=sinkhorn,sns results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/sinkhorn_newton
+
+# The authors' 2-D canyon: 50 runs of each method per optrun run, 3 seeds.
+cbo: install
+	$(OPTRUN) -m experiment=cbo algorithm=cbo,consensus_hopping,gd,langevin seed=0,1,2 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/cbo --check
+	@echo "figure: $(RESULTS)/cbo/cbo.png   report: $(RESULTS)/cbo/report.md"
+
+# The paper's setting is the 2-D one above; the extra is 10-d Rastrigin (CBO with anisotropic noise).
+cbo-paper: install
+	$(OPTRUN) -m experiment=cbo scale=paper algorithm=cbo,consensus_hopping,gd,langevin seed=0,1,2,3,4 \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=cbo scale=paper problem=rastrigin problem.d=10 algorithm=cbo algorithm.noise=anisotropic \
+		algorithm.sigma=3.0 algorithm.particles=500 algorithm.iters=1000 algorithm.init_std=3.0 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=cbo scale=paper problem=rastrigin problem.d=10 algorithm=gd,langevin results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/cbo
 
 report: install
 	$(REPORT) $(RESULTS)

@@ -54,3 +54,13 @@ def format_table(results: list[dict]) -> str:
         ms = "n/a" if m is None or (isinstance(m, float) and math.isnan(m)) else f"{m:.4g}"
         lines.append(f"{r['name']:<28} {ms:>10}  {'yes' if r['passed'] else 'NO':<5} {r['criterion']}")
     return "\n".join(lines)
+
+
+def cross_run_row(name: str, paper: str, criterion: str, values: list[float], check: Callable[[float], bool]) -> dict:
+    """One row of an experiment's `cross_run_claims(runs)`: a claim measured on pairs or groups of runs
+    (one value per comparison, e.g. per seed), in the reporter's aggregated format; all must pass."""
+    finite = [float(v) for v in values if math.isfinite(v)]
+    passed = [bool(math.isfinite(v) and check(v)) for v in values]
+    return {"name": name, "paper": paper, "criterion": criterion, "n": len(values), "n_passed": sum(passed),
+            "passed": bool(values) and all(passed), "measured": sum(finite) / len(finite) if finite else None,
+            "min": min(finite) if finite else None, "max": max(finite) if finite else None}

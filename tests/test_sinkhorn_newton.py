@@ -12,27 +12,17 @@ import ot  # noqa: E402
 from experiments.sinkhorn_newton.problems import ImageOT, RandomOT  # noqa: E402
 from experiments.sinkhorn_newton.solvers import (Sinkhorn, SinkhornNewtonSparse, SparseHessian,  # noqa: E402
                                                  conjugate_gradient, dual_increase)
-from runner import seeding  # noqa: E402
-from runner.trainers.base import TrainState  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread (as the experiment's `threads: 1`), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-def _state(seed=0):
-    return TrainState(model=None, optimizer=None, scheduler=None, data=None, device=torch.device("cpu"), seed=seed,
-                      generators={s: seeding.generator(seed, s) for s in seeding.STREAMS})
 
 
-def _problem(n=20, eta=50.0, reference=False, seed=0):
+def _problem(state, n=20, eta=50.0, reference=False):
     p = RandomOT(n=n, eta=eta, reference=reference)
-    p.setup(_state(seed))
+    p.setup(state)
     return p
 
 
@@ -40,8 +30,9 @@ def _dual(p, x, y):
     return -p.log_plan(x, y).exp().sum() / p.eta + p.r @ x + p.c @ y
 
 
-def test_sinkhorn_iterates_equal_pots_log_domain_sinkhorn():
-    p, st = _problem(n=30, eta=300.0), _state()
+def test_sinkhorn_iterates_equal_pots_log_domain_sinkhorn(solver_state):
+    st = solver_state()
+    p = _problem(st, n=30, eta=300.0)
     alg = Sinkhorn()
     alg.setup(p, st)
     for _ in range(37):
@@ -51,10 +42,10 @@ def test_sinkhorn_iterates_equal_pots_log_domain_sinkhorn():
     torch.testing.assert_close(ours, pots, rtol=1e-10, atol=1e-14)
 
 
-def test_gradient_and_sparse_hessian_match_autograd_when_nothing_is_dropped():
-    p = _problem(n=8, eta=20.0)
+def test_gradient_and_sparse_hessian_match_autograd_when_nothing_is_dropped(solver_state):
+    p = _problem(solver_state(), n=8, eta=20.0)
     g = torch.Generator().manual_seed(1)
-    x, y = 0.05 * torch.randn(8, generator=g, dtype=torch.float64), 0.05 * torch.randn(8, generator=g, dtype=torch.float64)
+    x, y = (0.05 * torch.randn(8, generator=g, dtype=torch.float64) for _ in range(2))
     z = torch.cat([x, y])
     f = lambda z: _dual(p, z[:8], z[8:])  # noqa: E731
     grad = torch.autograd.functional.jacobian(f, z)
@@ -83,8 +74,8 @@ def test_conjugate_gradient_solves_a_dense_spd_system():
     assert 0 < iters <= 400
 
 
-def test_dual_increase_is_the_exact_difference():
-    p = _problem(n=10, eta=30.0)
+def test_dual_increase_is_the_exact_difference(solver_state):
+    p = _problem(solver_state(), n=10, eta=30.0)
     g = torch.Generator().manual_seed(2)
     x, y, dx, dy = (0.02 * torch.randn(10, generator=g, dtype=torch.float64) for _ in range(4))
     P = p.log_plan(x, y).exp()
@@ -92,9 +83,11 @@ def test_dual_increase_is_the_exact_difference():
     torch.testing.assert_close(dual_increase(p, P, dx, dy, 0.5), exact, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")
 @pytest.mark.parametrize("keep_per_row", [2.0, 30.0])
-def test_sns_converges_to_pots_entropic_plan(keep_per_row):
-    p, st = _problem(n=30, eta=100.0), _state()
+def test_sns_converges_to_pots_entropic_plan(keep_per_row, solver_state):
+    st = solver_state()
+    p = _problem(st, n=30, eta=100.0)
     alg = SinkhornNewtonSparse(n_sinkhorn=10, keep_per_row=keep_per_row)
     alg.setup(p, st)
     for _ in range(60):
@@ -107,9 +100,9 @@ def test_sns_converges_to_pots_entropic_plan(keep_per_row):
     np.testing.assert_allclose(p.log_plan(alg.x, alg.y).exp().numpy(), ref, atol=1e-9)
 
 
-def test_image_problem_is_a_valid_transport_instance():
+def test_image_problem_is_a_valid_transport_instance(solver_state):
     p = ImageOT(dataset="digits", p=1, n=64, eta=20.0, reference=False)
-    p.setup(_state(3))
+    p.setup(solver_state(3))
     assert p.C.shape == (64, 64) and torch.all(p.r > 0) and torch.all(p.c > 0)
     torch.testing.assert_close(p.r.sum(), torch.tensor(1.0, dtype=torch.float64))
     assert p.C[0, 63] == 2.0 and p.C.diagonal().abs().max() == 0  # L1 corner to corner on [0, 1]^2

@@ -6,11 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from runner import seeding
 from runner.engine import Engine
 from runner.errors import OptrunError
 from runner.results import MetricsWriter
-from runner.trainers.base import TrainState
 from runner.trainers.solver import Algorithm, Problem, SolverTrainer
 
 
@@ -47,20 +45,16 @@ class GradientDescent(Algorithm):
         self.x = sd["x"].clone()
 
 
-def _state(seed=0):
-    return TrainState(model=None, optimizer=None, scheduler=None, data=None, device=torch.device("cpu"), seed=seed,
-                      generators={s: seeding.generator(seed, s) for s in seeding.STREAMS})
 
 
-def _run(trainer, tmp_path, seed=0):
-    state = _state(seed)
+def _run(trainer, tmp_path, state):
     out = Engine(trainer, [], MetricsWriter(tmp_path / "m.csv"), progress=False).run(state)
     return out, pd.read_csv(tmp_path / "m.csv"), state
 
 
-def test_stops_at_tolerance_and_logs_references_once(tmp_path):
+def test_stops_at_tolerance_and_logs_references_once(tmp_path, solver_state):
     trainer = SolverTrainer(Quadratic(), GradientDescent(lr=0.5), max_iters=100, tol=1e-6, monitor="grad_norm")
-    out, df, state = _run(trainer, tmp_path)
+    out, df, state = _run(trainer, tmp_path, solver_state())
     assert out.status == "completed" and state.stop and trainer.converged
     assert df.grad_norm.iloc[-1] <= 1e-6 < df.grad_norm.iloc[-2]  # stopped at the first step below tol
     assert df.step.tolist() == list(range(1, len(df) + 1)) and len(df) < 100
@@ -68,22 +62,23 @@ def test_stops_at_tolerance_and_logs_references_once(tmp_path):
     assert df.converged.iloc[-1] == 1
 
 
-def test_budget_from_the_algorithm_and_not_converged_flag(tmp_path):
-    out, df, _ = _run(SolverTrainer(Quadratic(), GradientDescent(lr=0.1), tol=1e-30), tmp_path)
+def test_budget_from_the_algorithm_and_not_converged_flag(tmp_path, solver_state):
+    out, df, _ = _run(SolverTrainer(Quadratic(), GradientDescent(lr=0.1), tol=1e-30), tmp_path, solver_state())
     assert out.step == GradientDescent.iters and df.converged.iloc[-1] == 0
 
 
-def test_non_finite_loss_is_divergence(tmp_path):
-    out, df, _ = _run(SolverTrainer(Quadratic(a=1.0), GradientDescent(lr=1e200), max_iters=50), tmp_path)
+def test_non_finite_loss_is_divergence(tmp_path, solver_state):
+    trainer = SolverTrainer(Quadratic(a=1.0), GradientDescent(lr=1e200), max_iters=50)
+    out, df, _ = _run(trainer, tmp_path, solver_state())
     assert out.status == "diverged" and out.step < 50 and not math.isfinite(df.loss.iloc[-1])
 
 
-def test_same_seed_same_iterates_and_state_round_trip(tmp_path):
+def test_same_seed_same_iterates_and_state_round_trip(tmp_path, solver_state):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     t1 = SolverTrainer(Quadratic(), GradientDescent(), max_iters=5)
     t2 = SolverTrainer(Quadratic(), GradientDescent(), max_iters=5)
-    _, d1, _ = _run(t1, tmp_path / "a")
-    _, d2, _ = _run(t2, tmp_path / "b")
+    _, d1, _ = _run(t1, tmp_path / "a", solver_state())
+    _, d2, _ = _run(t2, tmp_path / "b", solver_state())
     assert d1.drop(columns="time_s").equals(d2.drop(columns="time_s"))
     t2.algorithm.x = None
     t2.load_state_dict(t1.state_dict())
@@ -101,13 +96,13 @@ def test_bad_settings_name_the_key(kwargs, pattern):
         SolverTrainer(**kwargs)
 
 
-def test_a_step_without_loss_is_reported(tmp_path):
+def test_a_step_without_loss_is_reported(tmp_path, solver_state):
     class NoLoss(GradientDescent):
         def step(self, problem, state):
             return {"objective": 1.0}
 
     with pytest.raises(OptrunError, match="returned no 'loss'"):
-        _run(SolverTrainer(Quadratic(), NoLoss(), max_iters=3), tmp_path)
+        _run(SolverTrainer(Quadratic(), NoLoss(), max_iters=3), tmp_path, solver_state())
 
 
 def test_solver_config_without_problem_is_one_line(make_cfg, tmp_path):

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from runner.claims import Claim
+from runner.claims import Claim, cross_run_row
 
 
 def method(cfg: dict) -> str:
@@ -87,11 +87,7 @@ def cross_run_claims(runs: list) -> list[dict]:
     sinkhorn = {_key(r.cfg): r for r in done if method(r.cfg) == "sinkhorn" and eta(r.cfg) == 200.0}
     ratios = [iters_to_tol(r.metrics) / iters_to_tol(sinkhorn[_key(r.cfg)].metrics)
               for r in done if method(r.cfg) == "sns" and eta(r.cfg) == 200.0 and _key(r.cfg) in sinkhorn]
-    finite = [v for v in ratios if math.isfinite(v)]
-    passed = [v <= 0.1 for v in ratios]
-    return [{"name": "X1 SNS <= 1/10 of Sinkhorn's iterations (eta=200)",
-             "paper": "orders of magnitude fewer iterations (calibrated: 52 vs 1,044)",
-             "criterion": "SNS iterations / Sinkhorn iterations to 1e-8 <= 0.1, same instance",
-             "n": len(ratios), "n_passed": sum(passed), "passed": bool(ratios) and all(passed),
-             "measured": sum(finite) / len(finite) if finite else None,
-             "min": min(finite) if finite else None, "max": max(finite) if finite else None}]
+    return [cross_run_row("X1 SNS <= 1/10 of Sinkhorn's iterations (eta=200)",
+                          "orders of magnitude fewer iterations (calibrated: 52 vs 1,044)",
+                          "SNS iterations / Sinkhorn iterations to 1e-8 <= 0.1, same instance", ratios,
+                          lambda v: v <= 0.1)]

@@ -106,7 +106,8 @@ class ImageOT(EntropicOT):
         if n is not None and (n < 4 or math.isqrt(n) ** 2 != n):
             raise OptrunError(f"problem.n: image_ot needs a square number of pixels (e.g. 256 = 16x16, 784 = 28x28) "
                               f"or null for the native size, got {n}")
-        self.dataset, self.p, self.n, self.data_dir, self.download, self.floor = dataset, p, n, data_dir, download, floor
+        self.dataset, self.p, self.n, self.floor = dataset, p, n, floor
+        self.data_dir, self.download = data_dir, download
 
     def build(self, state):
         from runner.data import load
