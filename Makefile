@@ -7,7 +7,7 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper sinkhorn_newton sinkhorn_newton-paper cbo cbo-paper report clean help
+.PHONY: install test stability_gap stability_gap-paper sinkhorn_newton sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper report clean help
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
@@ -15,6 +15,7 @@ help:
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
 	@echo "make sinkhorn_newton  smoke scale of Sinkhorn-Newton-Sparse vs Sinkhorn + figure + claim report"
 	@echo "make cbo            smoke scale of CBO vs consensus hopping, GD and Langevin + figure + claim report"
+	@echo "make gn_smoothness  smoke scale of gradient-normalized-smoothness Newton vs gradient methods + report"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
@@ -73,6 +74,28 @@ cbo-paper: install
 		algorithm.sigma=3.0 algorithm.particles=500 algorithm.iters=1000 algorithm.init_std=3.0 results_dir=$(RESULTS)
 	$(OPTRUN) -m experiment=cbo scale=paper problem=rastrigin problem.d=10 algorithm=gd,langevin results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/cbo
+
+# LogSumExp n = m = 100 at mu = 1 and 0.25 (3 seeds) and logistic regression on breast_cancer: exact
+# Hessian, weighted Gauss-Newton, B-preconditioned and plain gradient method (capped at 3000 iterations).
+gn_smoothness: install
+	$(OPTRUN) -m experiment=gn_smoothness problem.mu=1,0.25 algorithm.hessian=exact,weighted_gn,none seed=0,1,2 \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=gn_smoothness problem.mu=1,0.25 algorithm.hessian=none algorithm.metric=identity \
+		seed=0,1,2 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=gn_smoothness problem=logistic algorithm.hessian=exact,weighted_gn,none results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=gn_smoothness problem=logistic algorithm.hessian=none algorithm.metric=identity \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/gn_smoothness --check
+	@echo "figure: $(RESULTS)/gn_smoothness/gn_smoothness.png   report: $(RESULTS)/gn_smoothness/report.md"
+
+# The authors' LogSumExp (n = m = 1000, mu = 1) and the p = 4 residual with the Fisher-term approximation.
+gn_smoothness-paper: install
+	$(OPTRUN) -m experiment=gn_smoothness scale=paper algorithm.hessian=exact,weighted_gn,none results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=gn_smoothness scale=paper algorithm.hessian=none algorithm.metric=identity \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=gn_smoothness scale=paper problem=power_residual problem.n=100 problem.m=200 \
+		algorithm.hessian=exact,fisher,none results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/gn_smoothness
 
 report: install
 	$(REPORT) $(RESULTS)

@@ -1,13 +1,13 @@
 """Figures in the style of the paper's Fig. 2: marginal error against iterations and wall time."""
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
 
 from experiments.sinkhorn_newton.claims import eta, method
 from runner.report.style import figure, save
+from runner.report.traces import by_setting, draw_seed_traces
 
 STYLE = {"sinkhorn": dict(color="tab:blue", label="Sinkhorn (log-domain)"),
          "sns": dict(color="tab:red", label="SNS")}
@@ -57,23 +57,15 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
 
 def plot_report(runs: list, out_dir: Path) -> list[Path]:
     """One column per problem setting, every seed a thin line, methods coloured."""
-    groups: dict[str, list] = defaultdict(list)
-    for r in runs:
-        if r.status.get("status") == "completed" and "marginal_err" in r.metrics:
-            groups[_problem(r.cfg)].append(r)
+    groups = by_setting(runs, _problem, "marginal_err")
     if not groups:
         return []
     keys = sorted(groups, key=lambda k: (eta(groups[k][0].cfg), k))
     fig, axes = figure(ncols=len(keys), nrows=2, width=5.0, height=3.4)
     for col, key in enumerate(keys):
-        seen = set()
-        for r in sorted(groups[key], key=lambda r: (_label(r.cfg), r.cfg.get("seed", 0))):
-            label = _label(r.cfg)
-            n = sum(_label(o.cfg) == label for o in groups[key])
-            _curves(axes[0, col], axes[1, col], r.metrics, r.cfg, None if label in seen else f"{label} ({n} seeds)",
-                    alpha=0.75)
-            seen.add(label)
+        draw_seed_traces(groups[key], _label,
+                         lambda r, lab: _curves(axes[0, col], axes[1, col], r.metrics, r.cfg, lab, alpha=0.75))
         cfg = groups[key][0].cfg
-        _decorate(axes[0, col], axes[1, col], cfg, f"sinkhorn_newton ({cfg.get('scale')}): {key}")
+        _decorate(axes[0, col], axes[1, col], cfg, f"sinkhorn_newton ({cfg.get('scale')}): SNS vs Sinkhorn\n{key}")
         axes[0, col].legend(loc="lower left", fontsize=7)
     return [save(fig, Path(out_dir) / "sinkhorn_newton.png")]
