@@ -86,3 +86,15 @@ def test_short_sweep_logs_snapshots_and_evaluates_claims(make_cfg, tmp_path):
     rows = cross_run_claims(runs)
     assert [r["n"] for r in rows] == [1, 1]
     assert (tmp_path / "cbo" / "cbo" / "landscape.png").exists()
+
+
+def test_cbo_state_round_trip_reproduces_the_consensus(solver_state):
+    p, st = GrandCanyon(), solver_state(2)
+    a = CBO(runs=3, particles=30, iters=20)
+    a.setup(p, st)
+    for _ in range(3):
+        a.step(p, st)
+    saved = a.state_dict()
+    after = [a.step(p, st)["dist_mean"] for _ in range(3)]
+    a.load_state_dict(saved)
+    assert [a.step(p, st)["dist_mean"] for _ in range(3)] == after

@@ -86,10 +86,11 @@ class CBO(RunsOfPoints):
         return self.report(problem, self.dyn.consensus[:, 0, :], self.dyn.num_f_eval.mean())
 
     def state_dict(self) -> dict:
-        return {"k": self.k, "x": self.dyn.x.copy(), "rng": self.dyn.sampler.__self__.bit_generator.state}
+        return {"k": self.k, "x": self.dyn.x.copy(), "f_evals": self.dyn.num_f_eval.copy(),
+                "rng": self.dyn.sampler.__self__.bit_generator.state}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.k, self.dyn.x = sd["k"], sd["x"].copy()
+        self.k, self.dyn.x, self.dyn.num_f_eval = sd["k"], sd["x"].copy(), sd["f_evals"].copy()
         self.dyn.sampler.__self__.bit_generator.state = sd["rng"]
 
 

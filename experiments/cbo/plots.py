@@ -31,6 +31,7 @@ def _landscape(ax, cfg: dict, steps, x1, x2, title: str) -> None:
         g = np.linspace(-2.5, 8.5, 220)
         X, Y = np.meshgrid(g, g)
         ax.contour(X, Y, problem.f(np.stack([X, Y], -1)), levels=22, linewidths=0.5, cmap="Greys", alpha=0.6)
+        ax.set(xlim=(g[0], g[-1]), ylim=(g[0], g[-1]))  # points that wander off stay out of the frame
     if len(steps):
         sc = ax.scatter(x1, x2, c=steps, s=7, cmap="viridis", alpha=0.6, lw=0)
         ax.figure.colorbar(sc, ax=ax, label="iteration")
