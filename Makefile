@@ -7,7 +7,8 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper sinkhorn_newton sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper report clean help
+.PHONY: install test stability_gap stability_gap-paper report reproduce-smoke clean help \
+	sinkhorn_newton sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
@@ -16,7 +17,8 @@ help:
 	@echo "make sinkhorn_newton  smoke scale of Sinkhorn-Newton-Sparse vs Sinkhorn + figure + claim report"
 	@echo "make cbo            smoke scale of CBO vs consensus hopping, GD and Langevin + figure + claim report"
 	@echo "make gn_smoothness  smoke scale of gradient-normalized-smoothness Newton vs gradient methods + report"
-	@echo "make report         claim reports and figures for everything under $(RESULTS)/"
+	@echo "make report         claim reports and figures for everything under $(RESULTS)/, and $(RESULTS)/REPORT.md"
+	@echo "make reproduce-smoke  every experiment's smoke target, then $(RESULTS)/REPORT.md (state of all 30 papers)"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
 $(STAMP): pyproject.toml
@@ -105,6 +107,19 @@ gn_smoothness-paper: install
 
 report: install
 	$(REPORT) $(RESULTS)
+
+# Smoke targets: every conf/experiment/<id>.yaml whose id is also a target of this Makefile.
+EXPERIMENTS := $(basename $(notdir $(wildcard conf/experiment/*.yaml)))
+SMOKE_TARGETS = $(sort $(filter $(EXPERIMENTS),$(shell sed -n 's/^\([A-Za-z0-9_]*\):.*/\1/p' $(firstword $(MAKEFILE_LIST)))))
+
+# Runs them all (going on past failures), then writes $(RESULTS)/REPORT.md; exits 1 if one failed.
+reproduce-smoke: install
+	@failed=""; for t in $(SMOKE_TARGETS); do echo "== make $$t"; \
+		$(MAKE) --no-print-directory $$t || failed="$$failed $$t"; done; \
+	mkdir -p $(RESULTS); $(REPORT) $(RESULTS) --failed-targets "$$failed" > $(RESULTS)/.reproduce-smoke.log 2>&1 \
+		|| { cat $(RESULTS)/.reproduce-smoke.log; exit 1; }; \
+	echo "overview: $(RESULTS)/REPORT.md"; \
+	if [ -n "$$failed" ]; then echo "smoke targets that failed:$$failed"; exit 1; fi
 
 clean:
 	find $(RESULTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -58,9 +58,11 @@ def format_table(results: list[dict]) -> str:
 
 def cross_run_row(name: str, paper: str, criterion: str, values: list[float], check: Callable[[float], bool]) -> dict:
     """One row of an experiment's `cross_run_claims(runs)`: a claim measured on pairs or groups of runs
-    (one value per comparison, e.g. per seed), in the reporter's aggregated format; all must pass."""
+    (one value per comparison, e.g. per seed), in the reporter's aggregated format; all must pass.
+    Without any comparison (no runs it applies to at this scale) `passed` is None: not applicable."""
     finite = [float(v) for v in values if math.isfinite(v)]
     passed = [bool(math.isfinite(v) and check(v)) for v in values]
     return {"name": name, "paper": paper, "criterion": criterion, "n": len(values), "n_passed": sum(passed),
-            "passed": bool(values) and all(passed), "measured": sum(finite) / len(finite) if finite else None,
-            "min": min(finite) if finite else None, "max": max(finite) if finite else None}
+            "passed": all(passed) if values else None, "measured": sum(finite) / len(finite) if finite else None,
+            "min": min(finite) if finite else None, "max": max(finite) if finite else None,
+            "note": "" if values else "no pair of runs this claim applies to"}

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from runner.config_check import CONF_DIR, check_overrides
-from runner.errors import OptrunError
+from runner.errors import OptrunError, RunLocked
 from runner.results import run_name
 
 OmegaConf.register_new_resolver("optrun_run_name", run_name, replace=True)
@@ -80,9 +81,15 @@ def _app(cfg: DictConfig) -> None:
 
     try:
         execute(cfg, HydraConfig.get().runtime.output_dir)
+    except RunLocked as e:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # a sweep goes on with its other runs
+            print(f"optrun: skipped: {e}", file=sys.stderr)
+            return
+        print(f"optrun: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     except OptrunError as e:
         print(f"optrun: error: {e}", file=sys.stderr)
-        sys.exit(OptrunError.exit_code)
+        sys.exit(e.exit_code)
 
 
 def main() -> None:
@@ -90,8 +97,7 @@ def main() -> None:
     if "--help" in argv or "-h" in argv:
         print(help_text())
         return
-    if not any(a in ("--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion")
-               for a in argv):
+    if not any(a in ("--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion") for a in argv):
         try:
             check_overrides(_user_overrides(argv))
         except OptrunError as e:

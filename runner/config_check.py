@@ -114,10 +114,27 @@ def check_overrides(overrides: list[str], config_name: str = "config") -> None:
                     continue
                 raise OptrunError(f"{key}={v!r}: expected {words} (default: {OmegaConf.to_yaml(node).strip() if isinstance(node, (DictConfig, ListConfig)) else node!r})")
         try:
-            compose(config_name, overrides=[_first_form(o) for o in parsed])
+            final = compose(config_name, overrides=[_first_form(o) for o in parsed])
         except HydraException as e:
             msg = " ".join(line.strip() for line in str(e).strip().splitlines()[:2])
             raise OptrunError(msg) from None
         except Exception as e:  # OmegaConf validation and interpolation errors
             raise OptrunError(f"{type(e).__name__}: {str(e).strip().splitlines()[0]}") from None
     GlobalHydra.instance().clear()
+    check_results_dir(str(final.get("results_dir", "results")))
+
+
+def check_results_dir(results_dir: str) -> None:
+    """Fail before Hydra creates run folders if the results root cannot be written."""
+    import os
+    import tempfile
+
+    path = Path(results_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".optrun-write-test"):
+            pass
+    except OSError as e:
+        raise OptrunError(f"results_dir={results_dir}: cannot write there ({e.strerror or type(e).__name__})") from None
+    if not os.access(path, os.W_OK):
+        raise OptrunError(f"results_dir={results_dir}: not writable")

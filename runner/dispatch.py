@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import seeding
+from runner.checkpoint import Checkpointer
 from runner.claims import evaluate_claims, format_table
 from runner.engine import Engine
 from runner.errors import OptrunError
@@ -79,12 +80,25 @@ def _instantiation_error(e: Exception) -> OptrunError:
 
 
 def execute(cfg: DictConfig, run_path: str | Path) -> dict:
-    """Run one configuration into `run_path`; return its summary (or the existing one if finished)."""
+    """Run one configuration into `run_path`; return its summary (or the existing one if finished).
+
+    An interrupted run (status `running`/`failed` with a `checkpoint.pt`) resumes from its
+    checkpoint; `restart=true` starts it from scratch instead, `force=true` reruns a finished run.
+    """
     rd = RunDir(run_path)
-    if rd.finished() and not cfg.get("force", False):
+    force, restart = bool(cfg.get("force", False)), bool(cfg.get("restart", False))
+    if rd.finished() and not force:
         status = rd.status()["status"]
         print(f"optrun: {rd.path} is already {status}; nothing to do (add force=true to rerun it)")
         return {"status": status, "skipped": True}
+    rd.acquire_lock()
+    try:
+        return _execute_locked(cfg, rd, fresh=force or restart)
+    finally:
+        rd.release_lock()
+
+
+def _execute_locked(cfg: DictConfig, rd: RunDir, fresh: bool) -> dict:
     try:
         state, trainer, hooks = build(cfg)
     except OptrunError as e:
@@ -94,19 +108,37 @@ def execute(cfg: DictConfig, run_path: str | Path) -> dict:
         err = _instantiation_error(e)
         _mark_failed(rd, str(err))
         raise err from e
-    if cfg.get("force", False):
+    config_text = OmegaConf.to_yaml(cfg, resolve=True)
+    ck = cfg.get("checkpoint") or {}
+    checkpointer = Checkpointer(rd.checkpoint, config_text, every_steps=ck.get("every_steps"),
+                                every_minutes=ck.get("every_minutes"), on_signal=ck.get("on_signal", True))
+    resume = None
+    if fresh:
         rd.clear()
-    atomic_write(rd.config, OmegaConf.to_yaml(cfg, resolve=True))
-    rd.write_status("running", step=0, pid=os.getpid(), device=str(state.device))
+    elif rd.checkpoint.exists():
+        resume = checkpointer.load()  # a corrupt or foreign checkpoint is an error naming its path
+        print(f"optrun: resuming {rd.path.name} from its checkpoint at step {resume['engine']['step']}")
+    else:
+        rd.clear()  # an interrupted run without a checkpoint has nothing to resume from
+    atomic_write(rd.config, config_text)
+    rd.write_status("running", step=resume["engine"]["step"] if resume else 0, pid=os.getpid(),
+                    device=str(state.device), resumed_from=resume["engine"]["step"] if resume else None)
     engine = Engine(trainer, hooks, MetricsWriter(rd.metrics), log_every=cfg.log_every, flush_every=cfg.flush_every,
-                    progress=bool(cfg.progress),
-                    desc=f"{cfg.experiment_id}/{rd.path.name}")
+                    progress=bool(cfg.progress), desc=f"{cfg.experiment_id}/{rd.path.name}",
+                    checkpointer=checkpointer, on_flush=rd.refresh_lock)
     try:
-        outcome = engine.run(state)
+        outcome = engine.run(state, resume=resume)
+    except SystemExit:
+        rd.write_status("running", step=state.step, interrupted=f"signal {checkpointer.signal_received}",
+                        checkpoint_step=state.step)
+        raise
     except BaseException as e:
         rd.write_status("failed", step=state.step, error=f"{type(e).__name__}: {e}")
         raise
-    return finalize(cfg, rd, engine, outcome, hooks)
+    summary = finalize(cfg, rd, engine, outcome, hooks)
+    if not ck.get("keep_final", False):
+        rd.checkpoint.unlink(missing_ok=True)
+    return summary
 
 
 def _mark_failed(rd: RunDir, message: str) -> None:

@@ -32,10 +32,11 @@ class Outcome:
 
 class Engine:
     def __init__(self, trainer, hooks: list, writer: MetricsWriter, log_every: int = 1, flush_every: int = 100,
-                 progress: bool = True, desc: str = "optrun"):
+                 progress: bool = True, desc: str = "optrun", checkpointer=None, on_flush=None):
         self.trainer, self.hooks, self.writer = trainer, list(hooks), writer
         self.log_every, self.flush_every = max(int(log_every), 1), max(int(flush_every), 1)
         self.progress, self.desc = progress, desc
+        self.checkpointer, self.on_flush = checkpointer, on_flush
 
     def _row(self, state: TrainState, t0: float, metrics: dict) -> dict:
         return {"step": state.step, "task": state.task, "time_s": round(time.perf_counter() - t0, 6), **metrics}
@@ -56,34 +57,53 @@ class Engine:
         step = rows[bad]["step"] if bad is not None else None
         last = next((r for r in reversed(rows) if "loss" in r), None)
         self.writer.flush()
+        if self.on_flush is not None:
+            self.on_flush()
         if bar is not None and last is not None:
             bar.set_postfix({k: f"{last[k]:.4g}" for k in ("loss", "train_acc", "acc_task1") if k in last},
                             refresh=False)
         return step
 
-    def run(self, state: TrainState) -> Outcome:
+    def run(self, state: TrainState, resume: dict | None = None) -> Outcome:
+        """Train through every phase; with `resume` (a checkpoint payload), continue where it stopped."""
         t0 = time.perf_counter()
         phases = self.trainer.phases(state)
         state.total_steps = sum(p.steps for p in phases)
         state.task = phases[0].task if phases else None
         for h in self.hooks:
             h.setup(state)
+        start_phase = start_step = 0
+        if resume is not None:
+            start_phase, start_step = resume["engine"]["phase_index"], resume["engine"]["phase_step"]
+            t0 -= resume["engine"]["elapsed"]
+            self.writer.restore(resume["engine"]["metrics_rows"], resume["engine"]["columns"])
+        else:
+            start = self._run_hooks(state, start=True)
+            if start:
+                self.writer.add(self._row(state, t0, start))
         bar = tqdm(total=state.total_steps, desc=self.desc, disable=not self.progress, mininterval=0.5,
                    dynamic_ncols=True, leave=False)
-        start = self._run_hooks(state, start=True)
-        if start:
-            self.writer.add(self._row(state, t0, start))
         # Non-finite losses are accumulated on the device and checked at flushes (no sync per step);
         # on the CPU a check costs nothing, so it happens every step and hooks never see NaN weights.
         nonfinite = torch.zeros((), dtype=torch.bool, device=state.device)
         check_each_step = state.device.type == "cpu"
+        ckpt = self.checkpointer
+        if ckpt is not None:
+            ckpt.install_signal_handlers()
         try:
             for pi, phase in enumerate(phases):
+                if pi < start_phase:
+                    continue
                 state.phase_index, state.task = pi, phase.task
                 self.trainer.begin_phase(state, phase)
                 for h in self.hooks:
                     h.begin_phase(state)
-                for i in range(phase.steps):
+                first = 0
+                if resume is not None:
+                    self._restore(state, resume)
+                    first, resume = start_step, None
+                    bar.update(state.step)
+                for i in range(first, phase.steps):
                     last_of_phase = i == phase.steps - 1
                     event = {"phase_end": last_of_phase, "end": last_of_phase and pi == len(phases) - 1}
                     due = [h for h in self.hooks if h.due(state.step + 1, **event)]
@@ -103,10 +123,16 @@ class Engine:
                     if probes or state.step % self.log_every == 0 or last_of_phase or state.stop:
                         self.writer.add(self._row(state, t0, {**metrics, **probes}))
                     bar.update(1)
-                    if state.step % self.flush_every == 0 or last_of_phase or state.stop:
+                    checkpoint_now = ckpt is not None and not state.stop and ckpt.due(state.step)
+                    if state.step % self.flush_every == 0 or last_of_phase or state.stop or checkpoint_now:
                         if bool(nonfinite):
                             return self._diverged(state, bar, t0)
                         self._flush(bar)
+                    if checkpoint_now:
+                        ckpt.save(self._snapshot(state, pi, i + 1, time.perf_counter() - t0))
+                        if ckpt.signal_received is not None:
+                            bar.close()
+                            ckpt.hand_on_signal()
                     if state.stop:
                         break
                 if state.stop:
@@ -115,6 +141,33 @@ class Engine:
             return Outcome("completed", state.step, wall_s=time.perf_counter() - t0)
         finally:
             bar.close()
+            if ckpt is not None:
+                ckpt.restore_signal_handlers()
+
+    def _components(self, state: TrainState) -> dict:
+        """Everything with a state_dict whose state a resume must restore."""
+        parts = {"model": state.model, "optimizer": state.optimizer, "scheduler": state.scheduler,
+                 "trainer": self.trainer}
+        parts.update({f"hook{i}": h for i, h in enumerate(self.hooks)})
+        return {k: v for k, v in parts.items() if v is not None and hasattr(v, "state_dict")}
+
+    def _snapshot(self, state: TrainState, phase_index: int, phase_step: int, elapsed: float) -> dict:
+        return {"engine": {"phase_index": phase_index, "phase_step": phase_step, "step": state.step,
+                           "task": state.task, "elapsed": elapsed, "metrics_rows": len(self.writer.written),
+                           "columns": list(self.writer.columns)},
+                "state": {k: v.state_dict() for k, v in self._components(state).items()},
+                "generators": {k: g.get_state() for k, g in state.generators.items()}}
+
+    def _restore(self, state: TrainState, payload: dict) -> None:
+        from runner.checkpoint import move_to, set_rng_states
+
+        for k, part in self._components(state).items():
+            sd = payload["state"][k]
+            part.load_state_dict(sd if k in ("model", "optimizer", "scheduler") else move_to(sd, state.device))
+        for k, g in state.generators.items():
+            g.set_state(payload["generators"][k])
+        set_rng_states(payload["rng"])
+        state.step, state.task = payload["engine"]["step"], payload["engine"]["task"]
 
     def _diverged(self, state: TrainState, bar, t0: float) -> Outcome:
         at = self._flush(bar)

@@ -11,13 +11,14 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import torch
 
-from runner.errors import OptrunError
+from runner.errors import OptrunError, RunLocked
 
 MAX_NAME = 120
 
@@ -105,10 +106,67 @@ class RunDir:
         info.setdefault("git_commit", git_commit())
         write_json(self.status_file, info)
 
+    checkpoint = property(lambda self: self.path / "checkpoint.pt")
+    lock_file = property(lambda self: self.path / "run.lock")
+    LOCK_STALE_S = 300.0  # a lock from another host not refreshed for this long is abandoned
+
     def clear(self) -> None:
-        """Remove the previous run's outputs (for `force=true`)."""
-        for f in (self.metrics, self.status_file, self.summary_file, *self.path.glob("*.png")):
+        """Remove the previous run's outputs and checkpoint (for `force=true` / `restart=true`)."""
+        for f in (self.metrics, self.status_file, self.summary_file, self.checkpoint, *self.path.glob("*.png")):
             f.unlink(missing_ok=True)
+
+    # -- one live process per run directory -------------------------------------------------
+    @staticmethod
+    def _me() -> dict:
+        return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID")}
+
+    def _owner_alive(self, owner: dict) -> bool:
+        me = self._me()
+        if owner.get("slurm_job") and owner.get("slurm_job") == me["slurm_job"]:
+            return False  # our own job, requeued: the previous incarnation is gone
+        if owner.get("host") == me["host"]:
+            try:
+                os.kill(int(owner["pid"]), 0)
+                return True
+            except (ProcessLookupError, ValueError, TypeError, KeyError):
+                return False
+            except PermissionError:
+                return True
+        try:
+            return time.time() - self.lock_file.stat().st_mtime < self.LOCK_STALE_S
+        except OSError:
+            return False
+
+    def acquire_lock(self) -> None:
+        """Exclusive-create `run.lock`; a lock held by a live process makes this run refuse to start."""
+        for _ in range(3):
+            try:
+                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = read_json(self.lock_file)
+                if owner is None:  # being written right now, or garbage: look again shortly
+                    time.sleep(0.2)
+                    owner = read_json(self.lock_file) or {}
+                if owner and self._owner_alive(owner):
+                    raise RunLocked(f"{self.path} is already being run by pid {owner.get('pid')} on "
+                                    f"{owner.get('host')}; not starting it twice")
+                self.lock_file.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(self._me(), f)
+            return
+        raise RunLocked(f"{self.path}: could not take run.lock (another process keeps taking it)")
+
+    def refresh_lock(self) -> None:
+        try:
+            os.utime(self.lock_file)
+        except OSError:
+            pass
+
+    def release_lock(self) -> None:
+        owner = read_json(self.lock_file)
+        if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            self.lock_file.unlink(missing_ok=True)
 
 
 def _fmt(v) -> str:
@@ -121,6 +179,17 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return repr(v)
     return str(v)
+
+
+def _parse(text: str):
+    """Inverse of `_fmt` for numbers read back from metrics.csv."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
 
 
 class MetricsWriter:
@@ -174,6 +243,26 @@ class MetricsWriter:
             for r in rows:
                 w.writerow([_fmt(r.get(c)) for c in self.columns])
         os.replace(tmp, self.path)
+
+    def restore(self, n_rows: int, columns: list[str]) -> None:
+        """Resume: keep the header and the first `n_rows` rows of metrics.csv (those a checkpoint
+        covers), drop any rows logged after it, and reload them so later rewrites are identical."""
+        try:
+            with open(self.path, newline="") as f:
+                reader = csv.reader(f)
+                header = next(reader)
+                rows = [r for _, r in zip(range(n_rows), reader)]
+        except (OSError, StopIteration) as e:
+            raise OptrunError(f"cannot resume: {self.path} is missing or empty ({type(e).__name__}); "
+                              "rerun with restart=true to start from scratch") from None
+        if header != list(columns) or len(rows) < n_rows:
+            raise OptrunError(f"cannot resume: {self.path} does not match its checkpoint "
+                              f"({len(rows)} of {n_rows} rows); rerun with restart=true to start from scratch")
+        self.columns = list(columns)
+        self.written = [{c: _parse(v) for c, v in zip(header, r) if v != ""} for r in rows]
+        self.header_written = True
+        self.pending = []
+        self._rewrite(self.written)
 
     def last_values(self) -> dict:
         """The last logged value of every metric column (what summary.json reports as final)."""

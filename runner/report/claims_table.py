@@ -1,4 +1,11 @@
-"""Aggregate per-run claim results over the runs each claim applies to (all must pass)."""
+"""Claim rows for one experiment: per-run claims aggregated per scale, plus cross-run claims.
+
+Per-run claims (`CLAIMS`) are evaluated on every completed run they apply to; a claim passes at a
+scale when every such run passes. Diverged runs are left out (and said so in the row's note).
+Cross-run claims come from `claims.cross_run_claims(runs)`, called once per scale with that scale's
+runs (completed and diverged). Every row says its scale; `passed` is True, False, or None for a
+claim that does not apply at any scale present (it never makes `--check` fail).
+"""
 from __future__ import annotations
 
 import math
@@ -6,48 +13,147 @@ import math
 import numpy as np
 
 from runner.claims import Claim
+from runner.report.runs import error_line
+
+
+def _row(name, paper, criterion, scale, passed, kind="per-run", **extra) -> dict:
+    row = {"name": name, "kind": kind, "scale": scale, "paper": paper, "criterion": criterion, "n": 0, "n_passed": 0,
+           "measured": None, "min": None, "max": None, "passed": passed, "note": ""}
+    row.update(extra)
+    return row
+
+
+def _evaluate(c: Claim, run) -> dict:
+    try:
+        return c.evaluate(run.metrics, run.cfg)
+    except Exception as e:  # noqa: BLE001 -- a bug in one measure must not hide the other claims
+        return {"measured": math.nan, "passed": False, "error": f"could not measure: {error_line(e)}"}
+
+
+def _applies(c: Claim, cfg: dict) -> bool:
+    try:
+        return bool(c.relevant(cfg))
+    except Exception:  # noqa: BLE001 -- the selector reads a key this run's config does not have
+        return False
+
+
+def claim_rows(c: Claim, runs: list) -> list[dict]:
+    """One row per scale at which `c` applies to some run."""
+    relevant = [r for r in runs if _applies(c, r.cfg)]
+    declared = "/".join(c.scales)
+    if not relevant:
+        present = sorted({r.scale for r in runs})
+        if not any(s in c.scales for s in present):
+            return [_row(c.name, c.paper, c.criterion, declared, None, applies_to=list(c.scales),
+                         note=f"applies at scale {declared} only; no such run here")]
+        return [_row(c.name, c.paper, c.criterion, ",".join(s for s in present if s in c.scales), False,
+                     applies_to=list(c.scales), note="no run this claim applies to")]
+    rows = []
+    for scale in sorted({r.scale for r in relevant}):
+        rs = [r for r in relevant if r.scale == scale]
+        done = [r for r in rs if r.completed]
+        diverged = [r.name for r in rs if r.diverged]
+        notes = [f"{len(diverged)} diverged run(s) left out: {', '.join(diverged)}"] if diverged else []
+        if not done:
+            rows.append(_row(c.name, c.paper, c.criterion, scale, False, applies_to=list(c.scales),
+                             note="; ".join(["no completed run this claim applies to", *notes])))
+            continue
+        results = [(r, _evaluate(c, r)) for r in done]
+        vals = np.array([res["measured"] for _, res in results], dtype=float)
+        finite = vals[np.isfinite(vals)]
+        n_pass = sum(bool(res["passed"]) for _, res in results)
+        errors = sorted({res["error"] for _, res in results if res.get("error")})
+        rows.append(_row(c.name, c.paper, c.criterion, scale, n_pass == len(results), applies_to=list(c.scales),
+                         n=len(results), n_passed=n_pass,
+                         measured=float(finite.mean()) if finite.size else None,
+                         min=float(finite.min()) if finite.size else None,
+                         max=float(finite.max()) if finite.size else None,
+                         note="; ".join([*errors, *notes]),
+                         runs=[{"run": r.name, "measured": res["measured"], "passed": bool(res["passed"]),
+                                **({"error": res["error"]} if res.get("error") else {})} for r, res in results]))
+    return rows
 
 
 def aggregate_claims(claims: list[Claim], runs: list) -> list[dict]:
+    return [row for c in claims for row in claim_rows(c, runs)]
+
+
+def _number(v):
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def cross_run_rows(fn, runs: list) -> list[dict]:
+    """Rows of an experiment's `cross_run_claims(runs)`, one call per scale, checked and completed."""
     out = []
-    for c in claims:
-        results = [(r, c.evaluate(r.metrics, r.cfg)) for r in runs
-                   if r.status.get("status") == "completed" and c.relevant(r.cfg)]
-        if not results:
-            out.append({"name": c.name, "paper": c.paper, "criterion": c.criterion, "n": 0, "n_passed": 0,
-                        "measured": None, "min": None, "max": None, "passed": False,
-                        "note": "no completed run this claim applies to", "runs": []})
+    for scale in sorted({r.scale for r in runs}):
+        rs = [r for r in runs if r.scale == scale]
+        try:
+            got = list(fn(rs))
+        except Exception as e:  # noqa: BLE001
+            out.append(_row("cross-run claims", "", "", scale, False, kind="cross-run",
+                            note=f"cross_run_claims raised {error_line(e)}"))
             continue
-        vals = np.array([res["measured"] for _, res in results], dtype=float)
-        finite = vals[np.isfinite(vals)]
-        n_pass = sum(res["passed"] for _, res in results)
-        out.append({"name": c.name, "paper": c.paper, "criterion": c.criterion, "n": len(results),
-                    "n_passed": n_pass, "passed": n_pass == len(results),
-                    "measured": float(finite.mean()) if finite.size else None,
-                    "min": float(finite.min()) if finite.size else None,
-                    "max": float(finite.max()) if finite.size else None,
-                    "runs": [{"run": r.path.name, "measured": res["measured"], "passed": res["passed"]}
-                             for r, res in results]})
+        for i, g in enumerate(got):
+            if not isinstance(g, dict) or "name" not in g or "passed" not in g:
+                out.append(_row(f"cross-run claim #{i + 1}", "", "", scale, False, kind="cross-run",
+                                note="malformed row (needs at least name and passed)"))
+                continue
+            passed = None if g["passed"] is None else bool(g["passed"])
+            out.append(_row(str(g["name"]), str(g.get("paper", "")), str(g.get("criterion", "")),
+                            str(g.get("scale", scale)), passed, kind="cross-run",
+                            n=g.get("n", 0), n_passed=g.get("n_passed", 0),
+                            measured=_number(g.get("measured")), min=_number(g.get("min")),
+                            max=_number(g.get("max")), note=str(g.get("note", "") or "")))
     return out
+
+
+def any_failed(rows: list[dict]) -> bool:
+    return any(r["passed"] is False for r in rows)
 
 
 def fmt(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
 
 
+def measured_text(r: dict) -> str:
+    if r["measured"] is None:
+        return "n/a"
+    if r["min"] is None or r["max"] is None or r["min"] == r["max"] == r["measured"]:
+        return fmt(r["measured"])
+    return f"{fmt(r['measured'])} [{fmt(r['min'])}, {fmt(r['max'])}]"
+
+
+def verdict(r: dict, bold: bool = False) -> str:
+    if r["passed"] is None:
+        return "n/a"
+    word = "yes" if r["passed"] else ("**NO**" if bold else "NO")
+    return f"{word} ({r['n_passed']}/{r['n']})" if r["n"] else word
+
+
+def _cell(s) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| claim | paper | measured: mean [min, max] | criterion | pass |", "|---|---|---|---|---|"]
+    lines = ["| claim | scale | paper | measured: mean [min, max] | criterion | pass | note |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        m = f"{fmt(r['measured'])} [{fmt(r['min'])}, {fmt(r['max'])}]" if r["n"] else "n/a"
-        verdict = f"{'yes' if r['passed'] else '**NO**'} ({r['n_passed']}/{r['n']})"
-        lines.append(f"| {r['name']} | {r['paper']} | {m} | {r['criterion']} | {verdict} |")
+        cells = [r["name"] + (" (cross-run)" if r.get("kind") == "cross-run" else ""), r["scale"], r["paper"],
+                 measured_text(r), r["criterion"], verdict(r, bold=True), r.get("note", "")]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
 def text(rows: list[dict]) -> str:
-    lines = [f"{'claim':<32} {'mean':>9} {'min':>9} {'max':>9}  {'pass':<9} criterion"]
+    lines = [f"{'claim':<34} {'scale':<6} {'mean':>9} {'min':>9} {'max':>9}  {'pass':<9} criterion"]
     for r in rows:
-        verdict = f"{'yes' if r['passed'] else 'NO'} {r['n_passed']}/{r['n']}"
-        lines.append(f"{r['name']:<32} {fmt(r['measured']):>9} {fmt(r['min']):>9} {fmt(r['max']):>9}  "
-                     f"{verdict:<9} {r['criterion']}")
+        name = r["name"] if r.get("kind") != "cross-run" else f"{r['name']} [x]"
+        lines.append(f"{name[:34]:<34} {r['scale']:<6} {fmt(r['measured']):>9} {fmt(r['min']):>9} "
+                     f"{fmt(r['max']):>9}  {verdict(r):<9} {r['criterion']}")
+        if r.get("note") and r["passed"] is not True:
+            lines.append(f"{'':<36}note: {r['note']}")
     return "\n".join(lines)

@@ -1,84 +1,82 @@
-"""`optrun-report PATH [--check]`: aggregate every run under PATH, per experiment.
+"""`optrun-report [PATH] [--check]`: tables, figures and claim reports for every run under PATH.
 
-For each experiment found it writes, into `<results_dir>/<experiment>/`: `runs.csv` (one row per
-run, config flattened, final metrics), `claims.json`, `report.md` (claim table + figures) and the
-experiment's figures. Runs that are still running, failed or unreadable are listed with the reason
-and left out. `--check` exits 1 when any claim fails.
+For each experiment found it writes into its results folder: `runs.csv` (one row per run, config
+flattened, final metrics), `aggregate.csv` (mean, SD, count over seeds per setting), `steps.csv`
+(every logged step), `claims.json`, the figures and `report.md`. Given a whole results tree it also
+writes `REPORT.md` there: one row per paper of the 30. Runs still running, failed or unreadable are
+listed with the reason and left out. `--check` exits 1 when a claim fails (or an experiment's
+claims/plots code raised).
 """
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
-from collections import defaultdict
 from pathlib import Path
 
-import pandas as pd
-
-from runner.dispatch import experiment_module
-from runner.report.claims_table import aggregate_claims, markdown, text
-from runner.report.runs import Run, load_runs
-from runner.results import atomic_write, write_json
+from runner.report.claims_table import text
+from runner.report.experiment import ExperimentReport, report_experiment
+from runner.report.overview import write_overview
+from runner.report.runs import Run, Skipped, find_run_dirs, load_runs
 
 
-def runs_table(runs: list[Run]) -> pd.DataFrame:
-    rows = []
+def _common_dir(paths: list[Path]) -> Path:
+    return Path(os.path.commonpath([str(p.parent) for p in paths]))
+
+
+def report_tree(root: Path) -> dict[str, ExperimentReport]:
+    """Report every experiment under `root`; {experiment_id: ExperimentReport}."""
+    runs, skipped = load_runs(root)
+    for s in skipped:
+        print(f"optrun-report: left out {s.path}: {s.reason}", file=sys.stderr)
     for r in runs:
-        flat = pd.json_normalize(r.cfg, sep=".").iloc[0].to_dict() if r.cfg else {}
-        flat = {f"cfg.{k}": (str(v) if isinstance(v, (list, dict)) else v) for k, v in flat.items()}
-        final = {f"final.{k}": v for k, v in (r.summary.get("metrics") or {}).items()}
-        rows.append({"run": r.path.name, "status": r.status.get("status"), "steps": r.status.get("step"),
-                     "wall_s": r.status.get("wall_s"), **flat, **final})
-    return pd.DataFrame(rows)
+        for note in r.notes:
+            print(f"optrun-report: note {r.path}: {note}", file=sys.stderr)
+    by_exp: dict[str, tuple[list[Run], list[Skipped]]] = {}
+    for r in runs:
+        by_exp.setdefault(r.experiment, ([], []))[0].append(r)
+    for s in skipped:
+        by_exp.setdefault(s.experiment, ([], []))[1].append(s)
+    reports = {}
+    for exp, (rs, sk) in sorted(by_exp.items()):
+        out_dir = _common_dir([r.path for r in rs] or [s.path for s in sk])
+        rep = report_experiment(exp, rs, sk, out_dir)
+        reports[exp] = rep
+        print(f"\n== {exp}: {len(rs)} runs read, {len(sk)} left out -> {out_dir / 'report.md'}")
+        if rep.claims:
+            print(text(rep.claims))
+        for e in rep.errors:
+            print(f"optrun-report: {exp}: {e}", file=sys.stderr)
+    return reports
 
 
-def report_experiment(exp: str, runs: list[Run], skipped: list, out_dir: Path) -> list[dict]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs_table(runs).to_csv(out_dir / "runs.csv", index=False)
-    claims_mod = experiment_module(exp, "claims")
-    rows = aggregate_claims(claims_mod.CLAIMS, runs) if claims_mod else []
-    write_json(out_dir / "claims.json", rows)
-    plots = experiment_module(exp, "plots")
-    figures = plots.plot_report(runs, out_dir) if plots and hasattr(plots, "plot_report") else []
-    n_done = sum(r.status.get("status") == "completed" for r in runs)
-    n_div = sum(r.status.get("status") == "diverged" for r in runs)
-    md = [f"# {exp}: claim report", "",
-          f"{len(runs)} runs read ({n_done} completed, {n_div} diverged), {len(skipped)} left out.", ""]
-    md += [markdown(rows) if rows else "_This experiment declares no claims._", ""]
-    md += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
-    if skipped:
-        md += ["", "## Left out", ""] + [f"- `{p}`: {why}" for p, why in skipped]
-    atomic_write(out_dir / "report.md", "\n".join(md) + "\n")
-    return rows
+def is_results_root(root: Path) -> bool:
+    """A results tree (experiment folders inside), not one experiment's folder (run folders inside)."""
+    return not any(p.parent == root for p in find_run_dirs(root))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="optrun-report", description=__doc__.splitlines()[0])
     ap.add_argument("path", nargs="?", default="results", help="a results tree or one experiment's folder")
     ap.add_argument("--check", action="store_true", help="exit 1 if any claim fails")
+    ap.add_argument("--overview", type=Path, default=None,
+                    help="where to write the 30-paper overview (default: PATH/REPORT.md for a whole results tree)")
+    ap.add_argument("--no-overview", action="store_true", help="do not write the 30-paper overview")
+    ap.add_argument("--failed-targets", default="", help="smoke targets that exited non-zero (space separated)")
     args = ap.parse_args(argv)
     root = Path(args.path)
-    if not root.exists():
-        print(f"optrun-report: error: {root} does not exist", file=sys.stderr)
+    if not root.is_dir():
+        print(f"optrun-report: error: {root} is not a folder", file=sys.stderr)
         return 2
-    runs, skipped = load_runs(root)
-    for p, why in skipped:
-        print(f"optrun-report: left out {p}: {why}", file=sys.stderr)
-    by_exp: dict[str, list[Run]] = defaultdict(list)
-    for r in runs:
-        by_exp[r.experiment].append(r)
-    failed = False
-    for exp, rs in sorted(by_exp.items()):
-        out_dir = rs[0].path.parent
-        rows = report_experiment(exp, rs, [s for s in skipped if s[0].parent == out_dir], out_dir)
-        print(f"\n== {exp}: {len(rs)} runs -> {out_dir / 'report.md'}")
-        if rows:
-            print(text(rows))
-        failed |= any(not r["passed"] for r in rows)
-    if not by_exp:
-        print(f"optrun-report: no finished runs under {root}")
+    reports = report_tree(root)
+    if not reports:
+        print(f"optrun-report: no run folders under {root}")
+    overview = args.overview or (root / "REPORT.md" if is_results_root(root) else None)
+    if overview and not args.no_overview:
+        print(f"\noverview: {write_overview(overview, reports, args.failed_targets.split())}")
+    failed = [exp for exp, rep in reports.items() if rep.failed]
     if args.check and failed:
-        print("\noptrun-report: some claims FAILED", file=sys.stderr)
+        print(f"\noptrun-report: claims FAILED (or the report raised) for: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 

@@ -68,9 +68,10 @@ class IndexSampler:
         return -(-self.n // self.batch_size)
 
     def state_dict(self) -> dict:
-        return {"perm": self.perm, "pos": self.pos, "epoch": self.epoch}
+        return {"n": self.n, "batch_size": self.batch_size, "perm": self.perm, "pos": self.pos, "epoch": self.epoch}
 
     def load_state_dict(self, sd: dict) -> None:
+        self.n, self.batch_size = sd["n"], sd["batch_size"]
         self.perm, self.pos, self.epoch = sd["perm"], sd["pos"], sd["epoch"]
 
 

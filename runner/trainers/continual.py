@@ -99,3 +99,12 @@ class ContinualTrainer:
         return {"sampler": self.sampler.state_dict() if self.sampler else None,
                 "replay_sampler": self.replay_sampler.state_dict() if self.replay_sampler else None,
                 "buffer": self.buffer.state_dict() if self.buffer else None}
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Called after `begin_phase` of the phase being resumed (which rebuilt the samplers)."""
+        if sd["buffer"] is not None:
+            self.buffer.load_state_dict(sd["buffer"])
+        if sd["replay_sampler"] is not None:
+            self.replay_sampler.load_state_dict(sd["replay_sampler"])
+        if sd["sampler"] is not None:
+            self.sampler.load_state_dict(sd["sampler"])
