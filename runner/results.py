@@ -246,7 +246,8 @@ class MetricsWriter:
 
     def restore(self, n_rows: int, columns: list[str]) -> None:
         """Resume: keep the header and the first `n_rows` rows of metrics.csv (those a checkpoint
-        covers), drop any rows logged after it, and reload them so later rewrites are identical."""
+        covers), drop any rows logged after it, and reload them so later rewrites are identical.
+        Columns first logged after the checkpoint (the header only ever grows) are dropped too."""
         try:
             with open(self.path, newline="") as f:
                 reader = csv.reader(f)
@@ -255,11 +256,11 @@ class MetricsWriter:
         except (OSError, StopIteration) as e:
             raise OptrunError(f"cannot resume: {self.path} is missing or empty ({type(e).__name__}); "
                               "rerun with restart=true to start from scratch") from None
-        if header != list(columns) or len(rows) < n_rows:
+        if header[:len(columns)] != list(columns) or len(rows) < n_rows:
             raise OptrunError(f"cannot resume: {self.path} does not match its checkpoint "
                               f"({len(rows)} of {n_rows} rows); rerun with restart=true to start from scratch")
         self.columns = list(columns)
-        self.written = [{c: _parse(v) for c, v in zip(header, r) if v != ""} for r in rows]
+        self.written = [{c: _parse(v) for c, v in zip(columns, r) if v != ""} for r in rows]
         self.header_written = True
         self.pending = []
         self._rewrite(self.written)
