@@ -50,7 +50,7 @@ def cross_run_claims(runs: list) -> list[dict]:
                       "annealed Langevin escapes some barriers but is far less reliable than CBO (Fig. 2c; calibrated "
                       "38% vs 100%)", "CBO success - Langevin success >= 30 points", langevin,
              lambda v: v >= 30),
-        cross_run_row("X2 CH escapes where GD is stuck",
+        cross_run_row("X2 CH escapes, GD stuck",
                       "consensus hopping, a stochastic relaxation of the proximal point method, overcomes barriers "
                       "that stop GD (Fig. 2a vs 2b)", "CH success - GD success > 0 points", hopping,
              lambda v: v > 0),

@@ -9,7 +9,7 @@ import pandas as pd
 from hydra.utils import instantiate
 
 from experiments.cbo.claims import method
-from runner.report.style import figure, save
+from runner.report.style import figure, save, suptitle
 
 LABELS = {"cbo": "CBO", "consensus_hopping": "consensus hopping", "gd": "gradient descent",
           "langevin": "annealed Langevin"}
@@ -44,7 +44,8 @@ def _landscape(ax, cfg: dict, steps, x1, x2, title: str) -> None:
 def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     fig, axes = figure(ncols=2, width=5.0, height=4.2)
     name = LABELS.get(method(cfg), method(cfg))
-    _landscape(axes[0, 0], cfg, *_snapshots(df), f"cbo ({cfg.get('scale')}): {name}, seed {cfg.get('seed')}")
+    suptitle(fig, "cbo", cfg.get("scale"), f"{name}, seed {cfg.get('seed')}")
+    _landscape(axes[0, 0], cfg, *_snapshots(df), "each run's point over time")
     ax = axes[0, 1]
     ax.plot(df.step, df.success_rate, color=COLORS.get(method(cfg)), label="runs within 0.5 of x* (%)")
     ax2 = ax.twinx()
@@ -68,7 +69,7 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
         rs = sorted((r for r in done if method(r.cfg) == m), key=lambda r: r.cfg.get("seed", 0))
         first = rs[0]
         _landscape(axes[0, col], first.cfg, *_snapshots(first.metrics),
-                   f"cbo ({first.cfg.get('scale')}): {LABELS.get(m, m)}\n(seed {first.cfg.get('seed')}, "
+                   f"{LABELS.get(m, m)}\n(seed {first.cfg.get('seed')}, "
                    f"{first.cfg['algorithm']['runs']} runs)")
         ax = axes[1, col]
         curves = pd.concat([r.metrics.set_index("step").success_rate for r in rs], axis=1)
@@ -78,4 +79,5 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
         ax.set(xlabel="iteration (log)", xscale="log", ylabel="runs within 0.5 of x* (%)", ylim=(-3, 103),
                title=f"{LABELS.get(m, m)}: final {mean.iloc[-1]:.0f}%")
         ax.legend(loc="upper left", fontsize=7)
+    suptitle(fig, "cbo", done[0].cfg.get("scale"), "consensus point (CBO, CH) or iterate (GD, Langevin) of every run")
     return [save(fig, Path(out_dir) / "cbo.png")]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.gn_smoothness.claims import mu, problem_kind, variant
-from runner.report.style import figure, save
+from runner.report.style import figure, save, suptitle
 from runner.report.traces import by_setting, draw_seed_traces
 
 LABELS = {"exact": "exact Hessian (GNS)", "weighted_gn": "weighted Gauss-Newton (GNS)", "fisher": "Fisher term (GNS)",
@@ -44,8 +44,8 @@ def _decorate(ax_gap, ax_gamma, cfg: dict, title: str) -> None:
 def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     fig, axes = figure(ncols=2, width=4.8, height=3.5)
     _draw(axes[0, 0], axes[0, 1], df, cfg, LABELS.get(variant(cfg)))
-    _decorate(axes[0, 0], axes[0, 1], cfg, f"gn_smoothness ({cfg.get('scale')}): {LABELS.get(variant(cfg))}\n"
-                                           f"{setting(cfg)}, seed {cfg.get('seed')}")
+    suptitle(fig, "gn_smoothness", cfg.get("scale"), LABELS.get(variant(cfg)))
+    _decorate(axes[0, 0], axes[0, 1], cfg, f"{setting(cfg)}, seed {cfg.get('seed')}")
     axes[0, 0].legend(loc="lower left")
     return save(fig, Path(out_dir) / "convergence.png")
 
@@ -62,6 +62,7 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
                          lambda r, lab: _draw(axes[0, col], axes[1, col], r.metrics, r.cfg, lab, alpha=0.8),
                          order=lambda c: ORDER.index(variant(c)))
         cfg = groups[key][0].cfg
-        _decorate(axes[0, col], axes[1, col], cfg, f"gn_smoothness ({cfg.get('scale')})\n{key}")
+        _decorate(axes[0, col], axes[1, col], cfg, key)
         axes[0, col].legend(loc="lower left", fontsize=7)
+    suptitle(fig, "gn_smoothness", cfg_of[keys[0]].get("scale"), "function residual and adaptive γ per iteration")
     return [save(fig, Path(out_dir) / "gn_smoothness.png")]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.sinkhorn_newton.claims import eta, method
-from runner.report.style import figure, save
+from runner.report.style import figure, save, suptitle
 from runner.report.traces import by_setting, draw_seed_traces
 
 STYLE = {"sinkhorn": dict(color="tab:blue", label="Sinkhorn (log-domain)"),
@@ -49,8 +49,8 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     _curves(axes[0, 0], axes[0, 1], df, cfg, _label(cfg))
     if "newton" in df and df.newton.max() == 1:
         axes[0, 0].axvline(df.step[df.newton == 1].iloc[0], color="0.4", ls="--", lw=0.8, label="Newton stage starts")
-    _decorate(axes[0, 0], axes[0, 1], cfg,
-              f"sinkhorn_newton ({cfg.get('scale')}): {_label(cfg)}\n{_problem(cfg)}, seed {cfg.get('seed')}")
+    suptitle(fig, "sinkhorn_newton", cfg.get("scale"), _label(cfg))
+    _decorate(axes[0, 0], axes[0, 1], cfg, f"{_problem(cfg)}, seed {cfg.get('seed')}")
     axes[0, 0].legend(loc="lower left")
     return save(fig, Path(out_dir) / "convergence.png")
 
@@ -66,6 +66,7 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
         draw_seed_traces(groups[key], _label,
                          lambda r, lab: _curves(axes[0, col], axes[1, col], r.metrics, r.cfg, lab, alpha=0.75))
         cfg = groups[key][0].cfg
-        _decorate(axes[0, col], axes[1, col], cfg, f"sinkhorn_newton ({cfg.get('scale')}): SNS vs Sinkhorn\n{key}")
+        _decorate(axes[0, col], axes[1, col], cfg, key)
         axes[0, col].legend(loc="lower left", fontsize=7)
+    suptitle(fig, "sinkhorn_newton", groups[keys[0]][0].cfg.get("scale"), "SNS vs log-domain Sinkhorn")
     return [save(fig, Path(out_dir) / "sinkhorn_newton.png")]
