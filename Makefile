@@ -8,6 +8,8 @@ REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
 .PHONY: install test stability_gap stability_gap-paper report reproduce-smoke clean help \
+	ghosts_softmax ghosts_softmax-spike ghosts_softmax-rsweep ghosts_softmax-temperature \
+	ghosts_softmax-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper \
 	sinkhorn_newton sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper
 
 help:
@@ -17,8 +19,12 @@ help:
 	@echo "make sinkhorn_newton  smoke scale of Sinkhorn-Newton-Sparse vs Sinkhorn + figure + claim report"
 	@echo "make cbo            smoke scale of CBO vs consensus hopping, GD and Langevin + figure + claim report"
 	@echo "make gn_smoothness  smoke scale of gradient-normalized-smoothness Newton vs gradient methods + report"
+	@echo "make ghosts_softmax smoke scale of Ghosts of Softmax (LR spike, r-sweep, temperature) + claim report"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/, and $(RESULTS)/REPORT.md"
 	@echo "make reproduce-smoke  every experiment's smoke target, then $(RESULTS)/REPORT.md (state of all 30 papers)"
+	@echo "make wsd            smoke scale of the WSD / river-valley paper + figure + claim report"
+	@echo "make drop_muon      smoke scale of the Drop-Muon paper + figure + claim report"
+	@echo "make mfac           smoke scale of the M-FAC paper (pruning + optimizer) + figure + claim report"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
 $(STAMP): pyproject.toml
@@ -104,6 +110,82 @@ gn_smoothness-paper: install
 	$(OPTRUN) -m experiment=gn_smoothness scale=paper problem=power_residual problem.n=100 problem.m=200 \
 		algorithm.hessian=exact,fisher,none results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/gn_smoothness
+
+# Ghosts of Softmax: LR spike (plain / clipped / rho-controller, 3 seeds), r-sweep over six architectures,
+# temperature test; each sub-experiment is its own target (about 1-2 min each on 2 cores).
+GHOSTS = $(OPTRUN) -m experiment=ghosts_softmax results_dir=$(RESULTS)
+GHOSTS_ARCHS = linear,mlp,cnn,mlp_ln,cnn_bn,transformer
+ghosts_softmax: ghosts_softmax-spike ghosts_softmax-rsweep ghosts_softmax-temperature
+	$(REPORT) $(RESULTS)/ghosts_softmax --check
+	@echo "figures: $(RESULTS)/ghosts_softmax/ghosts_softmax_*.png   report: $(RESULTS)/ghosts_softmax/report.md"
+
+ghosts_softmax-spike: install
+	$(GHOSTS) seed=0,1,2 optimizer.lr=1e-4,1e-3,1e-2 trainer.clip_grad_norm=null,1.0
+	$(GHOSTS) seed=0,1,2 optimizer.lr=1e-4,1e-3,1e-2 hooks.radius.controller=true
+	$(GHOSTS) seed=0,1,2 optimizer.lr=1e-2 schedule.factor=10000 schedule.length=1 trainer.clip_grad_norm=null,1.0
+	$(GHOSTS) seed=0,1,2 optimizer.lr=1e-2 schedule.factor=10000 schedule.length=1 hooks.radius.controller=true
+
+ghosts_softmax-rsweep: install
+	$(GHOSTS) ghosts_softmax=rsweep seed=0,1 model=$(GHOSTS_ARCHS)
+
+ghosts_softmax-temperature: install
+	$(GHOSTS) ghosts_softmax=temperature seed=0,1,2 trainer.temperature=0.25,0.5,1,2,4,8
+
+# The paper's settings: 5 seeds everywhere, 20 random directions; ResNet-18 on CIFAR-10 (needs the data
+# under data/ or dataset.download=true, and a GPU): rho-set controller at r in {0.5,1,2,4} vs fixed LRs.
+ghosts_softmax-paper: install
+	$(GHOSTS) scale=paper seed=0,1,2,3,4 optimizer.lr=1e-4,1e-3,1e-2 trainer.clip_grad_norm=null,1.0
+	$(GHOSTS) scale=paper seed=0,1,2,3,4 optimizer.lr=1e-4,1e-3,1e-2 hooks.radius.controller=true
+	$(GHOSTS) scale=paper seed=0,1,2,3,4 optimizer.lr=1e-3,1e-2 schedule.factor=10000 schedule.length=1 \
+		trainer.clip_grad_norm=null,1.0
+	$(GHOSTS) scale=paper seed=0,1,2,3,4 optimizer.lr=1e-3,1e-2 schedule.factor=10000 schedule.length=1 \
+		hooks.radius.controller=true
+	$(GHOSTS) scale=paper ghosts_softmax=rsweep seed=0,1,2,3,4 model=$(GHOSTS_ARCHS)
+	$(GHOSTS) scale=paper ghosts_softmax=temperature seed=0,1,2,3,4 trainer.temperature=0.25,0.5,1,2,4,8
+	$(GHOSTS) scale=paper ghosts_softmax=resnet seed=0,1,2,3,4 hooks.radius.target_r=0.5,1,2,4
+	$(GHOSTS) scale=paper ghosts_softmax=resnet seed=0,1,2,3,4 hooks.radius.controller=false \
+		optimizer.lr=0.01,0.03,0.1,0.3
+	$(REPORT) $(RESULTS)/ghosts_softmax
+
+# Bigram toy: WSD (branches forked at 2k/4k/8k), WSD-S, cyclic cosine, cosine tuned to each budget; 3 seeds.
+wsd: install
+	$(OPTRUN) -m experiment=wsd seed=0,1,2 schedule=wsd,wsd_s,cyclic_cosine results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=wsd seed=0,1,2 schedule=cyclic_cosine 'schedule.budgets=[2000],[4000],[8000]' \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/wsd --check
+	@echo "figure: $(RESULTS)/wsd/wsd.png   report: $(RESULTS)/wsd/report.md"
+# The scaled-down LLaMA-style stand-in (GPU): transformer LM on bigram Markov text, AdamW, 5k/10k/20k.
+WSD_PAPER := experiment=wsd scale=paper model=transformer_lm optimizer=adamw '~optimizer.momentum'
+wsd-paper: install
+	$(OPTRUN) -m $(WSD_PAPER) seed=0,1,2 schedule=wsd,wsd_s,cyclic_cosine results_dir=$(RESULTS)
+	$(OPTRUN) -m $(WSD_PAPER) seed=0,1,2 schedule=cyclic_cosine 'schedule.budgets=[20000]' results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/wsd
+# Digits, 3-conv CNN: Muon (all layers every step) vs Drop-Muon (uniform start layer), 3 seeds each.
+drop_muon: install
+	$(OPTRUN) -m experiment=drop_muon seed=0,1,2 trainer.sampling=full,uniform results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/drop_muon --check
+	@echo "figure: $(RESULTS)/drop_muon/drop_muon.png   report: $(RESULTS)/drop_muon/report.md"
+# The paper's MNIST CNN (channels [64,128,256], batch 8192, lr 0.1) on a GPU; needs MNIST under data/.
+drop_muon-paper: install
+	$(OPTRUN) -m experiment=drop_muon scale=paper seed=0,1,2 trainer.sampling=full,uniform results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/drop_muon
+# Digits MLP: one-shot pruning (magnitude / diagonal Fisher / OBS with M-FAC) of an Adam-trained net,
+# and M-FAC (m = 32) against Adam and SGD, each over a small grid, 3 seeds.
+mfac: install
+	$(OPTRUN) -m experiment=mfac seed=0,1,2 'hooks=[test_eval,prune]' results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=mfac seed=0,1,2 optimizer=adam optimizer.lr=0.001,0.003,0.01 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=mfac seed=0,1,2 optimizer=sgd optimizer.lr=0.03,0.1,0.3 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=mfac seed=0,1,2 optimizer=mfac optimizer.lr=0.003,0.01 optimizer.damp=1e-4,1e-3 \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/mfac --check
+	@echo "figure: $(RESULTS)/mfac/mfac.png   report: $(RESULTS)/mfac/report.md"
+# ResNet-20 / CIFAR-10 on a GPU (needs CIFAR-10 under data/): M-FAC m=1024 vs SGD, one-shot pruning.
+MFAC_PAPER := experiment=mfac scale=paper model=resnet20
+mfac-paper: install
+	$(OPTRUN) -m $(MFAC_PAPER) seed=0,1,2 optimizer=sgd optimizer.lr=0.1 'hooks=[test_eval,prune]' \
+		hooks.prune.m=1024 hooks.prune.grad_batch=16 hooks.prune.method_mfac=cholesky results_dir=$(RESULTS)
+	$(OPTRUN) -m $(MFAC_PAPER) seed=0,1,2 optimizer=mfac optimizer.m=1024 optimizer.damp=1e-5 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/mfac
 
 report: install
 	$(REPORT) $(RESULTS)

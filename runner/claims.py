@@ -57,12 +57,13 @@ def format_table(results: list[dict]) -> str:
 
 
 def cross_run_row(name: str, paper: str, criterion: str, values: list[float], check: Callable[[float], bool]) -> dict:
-    """One row of an experiment's `cross_run_claims(runs)`: a claim measured on pairs or groups of runs
-    (one value per comparison, e.g. per seed), in the reporter's aggregated format; all must pass.
-    Without any comparison (no runs it applies to at this scale) `passed` is None: not applicable."""
-    finite = [float(v) for v in values if math.isfinite(v)]
-    passed = [bool(math.isfinite(v) and check(v)) for v in values]
-    return {"name": name, "paper": paper, "criterion": criterion, "n": len(values), "n_passed": sum(passed),
-            "passed": all(passed) if values else None, "measured": sum(finite) / len(finite) if finite else None,
-            "min": min(finite) if finite else None, "max": max(finite) if finite else None,
-            "note": "" if values else "no pair of runs this claim applies to"}
+    """One row of a cross-run claim (`experiments/<id>/claims.py: cross_run_claims`): `values` holds
+    one measurement per comparison (e.g. per seed); the claim passes when every one does."""
+    import numpy as np
+
+    vals = np.array(values, dtype=float)
+    passed = [bool(np.isfinite(v) and check(v)) for v in vals]
+    finite = vals[np.isfinite(vals)]
+    return {"name": name, "paper": paper, "criterion": criterion, "n": len(vals), "n_passed": sum(passed),
+            "passed": bool(passed) and all(passed), "measured": float(finite.mean()) if finite.size else None,
+            "min": float(finite.min()) if finite.size else None, "max": float(finite.max()) if finite.size else None}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +32,13 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise OptrunError(f"device={name}: expected auto, cpu or cuda[:N]")
     return torch.device(name)
+
+
+def show_progress(setting) -> bool:
+    """`progress`: true, false, or auto (a bar only when stderr is a terminal, not in batch logs)."""
+    if isinstance(setting, str) and setting.lower() == "auto":
+        return sys.stderr.isatty()
+    return bool(setting)
 
 
 def experiment_module(experiment_id: str, part: str):
@@ -124,7 +132,7 @@ def _execute_locked(cfg: DictConfig, rd: RunDir, fresh: bool) -> dict:
     rd.write_status("running", step=resume["engine"]["step"] if resume else 0, pid=os.getpid(),
                     device=str(state.device), resumed_from=resume["engine"]["step"] if resume else None)
     engine = Engine(trainer, hooks, MetricsWriter(rd.metrics), log_every=cfg.log_every, flush_every=cfg.flush_every,
-                    progress=bool(cfg.progress), desc=f"{cfg.experiment_id}/{rd.path.name}",
+                    progress=show_progress(cfg.progress), desc=f"{cfg.experiment_id}/{rd.path.name}",
                     checkpointer=checkpointer, on_flush=rd.refresh_lock)
     try:
         outcome = engine.run(state, resume=resume)

@@ -125,4 +125,4 @@ def test_small_sweep_runs_and_claims_evaluate(make_cfg, tmp_path):
     assert {c["name"][:2] for c in sns.summary["claims"]} == {"S5", "S6"}
     assert all(c["passed"] for c in sns.summary["claims"])
     (row,) = cross_run_claims(runs)
-    assert row["n"] == 0 and row["passed"] is None  # eta=100 is not one of the claim's settings
+    assert row["n"] == 0 and row["passed"] is False  # eta=100 is not the claim's setting: untested, not passed

@@ -46,16 +46,18 @@ def _is(kind: str, name: str, at_mu: float | None = None):
 CLAIMS = [
     Claim("G1 weighted GN fast (mu=0.25)", "weighted Gauss-Newton with gradient-normalized regularization converges "
           "globally and fast (calibrated: 134 iterations at n=m=200)", "iterations to f - f* <= 1e-8: <= 200",
-          lambda df, c: iters_to_tol(df), lambda v: v <= 200, _is("LogSumExp", "weighted_gn", 0.25)),
+          lambda df, c: iters_to_tol(df), lambda v: v <= 200, _is("LogSumExp", "weighted_gn", 0.25),
+          ("smoke",)),
     Claim("G2 exact Newton fast (mu=0.25)", "the exact-Hessian method converges (calibrated: 71 iterations)",
           "iterations to f - f* <= 1e-8: <= 200", lambda df, c: iters_to_tol(df), lambda v: v <= 200,
-          _is("LogSumExp", "exact", 0.25)),
+          _is("LogSumExp", "exact", 0.25), ("smoke",)),
     Claim("G3 gradient method stalls (mu=1)", "the Euclidean gradient method is far slower (calibrated: > 20,000 "
           "iterations)", "f - f* after the cap (3000 iterations) > 1e-8",
-          lambda df, c: float(df.loss.iloc[-1]), lambda v: v > 1e-8, _is("LogSumExp", "gradient", 1.0)),
+          lambda df, c: float(df.loss.iloc[-1]), lambda v: v > 1e-8, _is("LogSumExp", "gradient", 1.0),
+          ("smoke",)),
     Claim("G4 weighted GN, logistic", "global linear rate for logistic regression with the approximate "
           "Hessian", "iterations to f - f* <= 1e-8: <= 200", lambda df, c: iters_to_tol(df), lambda v: v <= 200,
-          _is("Logistic", "weighted_gn")),
+          _is("Logistic", "weighted_gn"), ("smoke",)),
 ]
 
 
@@ -71,7 +73,9 @@ def _pairs(runs: list, a: str, b: str, at_mu: float) -> list[tuple]:
 
 
 def cross_run_claims(runs: list) -> list[dict]:
-    """Method against method on the same instance (seed and problem settings), mu = 0.25."""
+    """Method against method on the same instance (seed and problem settings), mu = 0.25 (smoke scale)."""
+    if not any(r.cfg.get("scale", "smoke") == "smoke" for r in runs):
+        return []
     wgn_vs_exact = [iters_to_tol(w) / iters_to_tol(e) for w, e in _pairs(runs, "weighted_gn", "exact", 0.25)]
     pg_vs_wgn = [iters_lower_bound(p) / iters_to_tol(w) for p, w in _pairs(runs, "precond_gradient", "weighted_gn",
                                                                                 0.25)]

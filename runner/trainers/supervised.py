@@ -3,6 +3,8 @@
 `loss=ce` (classification, logs train_acc) or `loss=mse` (regression: targets are float tensors of
 shape (N, out) or (N,), the model's `n_classes` is its output dimension). `batch_size=null` is
 full-batch gradient descent. `clip_grad_norm` clips the gradient norm before the optimizer step.
+`temperature` T trains on CE(z/T) (ce only; 1 = plain cross-entropy). Each step leaves its mini-batch
+in `state.extras["batch"] = (x, y)` for hooks that probe the batch the update was computed on.
 """
 from __future__ import annotations
 
@@ -15,15 +17,17 @@ from runner.trainers.base import IndexSampler, Phase, TrainState, accuracy, appl
 LOSSES = ("ce", "mse")
 
 
-def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     if kind == "ce":
-        return F.cross_entropy(out, y)
+        if out.dim() > 2:  # sequence models: (N, L, V) logits for (N, L) targets
+            out, y = out.flatten(0, -2), y.flatten()
+        return F.cross_entropy(out / temperature if temperature != 1.0 else out, y)
     return F.mse_loss(out, y.view_as(out))
 
 
 class SupervisedTrainer:
     def __init__(self, steps: int | None = None, epochs: float | None = None, batch_size: int | None = 64,
-                 loss: str = "ce", clip_grad_norm: float | None = None):
+                 loss: str = "ce", clip_grad_norm: float | None = None, temperature: float = 1.0):
         if (steps is None) == (epochs is None):
             raise OptrunError("trainer: set exactly one of trainer.steps and trainer.epochs")
         if (steps is not None and steps <= 0) or (epochs is not None and epochs <= 0):
@@ -32,7 +36,10 @@ class SupervisedTrainer:
             raise OptrunError(f"trainer.loss: unknown '{loss}' (expected one of: {', '.join(LOSSES)})")
         if clip_grad_norm is not None and clip_grad_norm <= 0:
             raise OptrunError(f"trainer.clip_grad_norm: expected a positive number or null, got {clip_grad_norm}")
+        if temperature <= 0 or (temperature != 1.0 and loss != "ce"):
+            raise OptrunError(f"trainer.temperature: expected a positive number (with loss=ce), got {temperature}")
         self.steps, self.epochs, self.batch_size = steps, epochs, batch_size
+        self.temperature = temperature
         self.loss, self.clip_grad_norm = loss, clip_grad_norm
         self.sampler: IndexSampler | None = None
 
@@ -52,9 +59,10 @@ class SupervisedTrainer:
         else:
             idx = self.sampler.next()
             x, y = d.x_train[idx], d.y_train[idx]
+        state.extras["batch"] = (x, y)
         state.model.train()
         out = state.model(x)
-        loss = loss_fn(self.loss, out, y)
+        loss = loss_fn(self.loss, out, y, self.temperature)
         apply_update(state, loss, self.clip_grad_norm)
         metrics = {"loss": loss.detach()}
         if self.loss == "ce":

@@ -1,0 +1,113 @@
+"""ghosts_softmax: every sub-experiment composes at both scales, tiny runs of each write the files the
+claims and figures read, and the cross-run claims compute what they say."""
+import math
+
+import pandas as pd
+import pytest
+from hydra.utils import instantiate
+
+from experiments.ghosts_softmax import claims, plots
+from runner.dispatch import execute
+from runner.report.runs import Run, load_runs
+
+PARTS = ["spike", "rsweep", "temperature", "resnet"]
+
+
+@pytest.mark.parametrize("sub", PARTS)
+@pytest.mark.parametrize("scale", ["smoke", "paper"])
+def test_every_part_composes(make_cfg, sub, scale):
+    cfg = make_cfg("experiment=ghosts_softmax", f"ghosts_softmax={sub}", f"scale={scale}")
+    assert cfg.part == sub and cfg.scale == scale
+    instantiate(cfg.trainer)
+    if sub == "rsweep":
+        assert cfg.hooks.step_sweep.n_random == (20 if scale == "paper" else 5)
+
+
+def test_paper_settings_of_the_spike(make_cfg):
+    cfg = make_cfg("experiment=ghosts_softmax")
+    assert list(cfg.model.hidden) == [128] and cfg.optimizer._target_ == "torch.optim.Adam"
+    assert cfg.trainer.batch_size == 64 and cfg.trainer.steps == 200
+    assert cfg.schedule.start == 50 and cfg.schedule.factor == 1000 and cfg.schedule.length is None
+    assert cfg.hooks.radius.probe == "train" and cfg.hooks.radius.max_samples is None
+
+
+TINY = {
+    "spike": ["trainer.steps=12", "schedule.start=4", "hooks.radius.controller=true"],
+    "rsweep": ["ghosts_softmax=rsweep", "model=linear", "trainer.steps=10", "hooks.step_sweep.n_r=7",
+               "hooks.step_sweep.n_random=2", "hooks.step_sweep.max_samples=64"],
+    "temperature": ["ghosts_softmax=temperature", "trainer.steps=10", "trainer.temperature=2",
+                    "hooks.step_sweep.n_r=9"],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from runner.config_check import CONF_DIR
+
+    root = tmp_path_factory.mktemp("ghosts") / "ghosts_softmax"
+    for name, overrides in TINY.items():
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF_DIR), version_base=None):
+            cfg = compose("config", overrides=["experiment=ghosts_softmax", "progress=false", "device=cpu",
+                                               *overrides])
+        GlobalHydra.instance().clear()
+        execute(cfg, root / name)
+    runs, skipped = load_runs(root)
+    assert not skipped
+    return root, {r.path.name: r for r in runs}
+
+
+def test_tiny_runs_log_what_claims_and_figures_read(tiny_runs):
+    root, runs = tiny_runs
+    spike = runs["spike"].metrics
+    assert {"tau", "rho_a", "r", "r_raw", "scale", "delta_a", "lr", "test_acc"} <= set(spike.columns)
+    assert spike["r"].max() <= 1 + 1e-6 and spike["lr"].iloc[-1] == pytest.approx(10.0)
+    for name, run in runs.items():
+        assert run.status["status"] == "completed"
+        assert not [c for c in run.summary["claims"] if "error" in c], name
+        assert (run.path / ("spike.png" if name == "spike" else "sweep.png")).exists()
+    sweep = runs["rsweep"].metrics
+    assert len(claims.curve(sweep, "ratio_descent")) == 7
+    assert {"onset_descent", "tau_onset_descent", "rho_random", "ratio_randmax_r1"} <= set(sweep.columns)
+    assert [c["name"][:2] for c in runs["rsweep"].summary["claims"]] == ["R1", "R2", "R3"]
+    assert [c["name"][:2] for c in runs["spike"].summary["claims"]] == ["S1", "S4"]
+    figures = plots.plot_report(list(runs.values()), root)
+    assert {p.name for p in figures} == {"ghosts_softmax_spike.png", "ghosts_softmax_rsweep_loss.png",
+                                         "ghosts_softmax_rsweep_acc.png", "ghosts_softmax_temperature.png"}
+
+
+def _temperature_run(T, seed, onset_r, rho):
+    metrics = pd.DataFrame({"step": [0, 1], "onset_descent": [math.nan, onset_r],
+                            "tau_onset_descent": [math.nan, onset_r * rho]})
+    cfg = {"part": "temperature", "seed": seed, "trainer": {"temperature": T}}
+    return Run(path=None, cfg=cfg, status={"status": "completed"}, summary={}, metrics=metrics)
+
+
+def test_temperature_claim_compares_log_spreads():
+    # rho grows like T and the onset in r is the same: the raw thresholds spread, the normalised ones do not
+    runs = [_temperature_run(T, s, 1.5 + 0.01 * s, 0.1 * T) for T in (0.5, 1, 2, 4) for s in (0, 1)]
+    (row,) = claims.cross_run_claims(runs)
+    assert row["name"].startswith("T1") and row["passed"] and row["measured"] == pytest.approx(0.0, abs=1e-12)
+    # if rho does not depend on T either, normalising changes nothing: ratio 1, the claim fails
+    runs = [_temperature_run(T, 0, 1.5 * T, 0.1) for T in (0.5, 1, 2, 4)]
+    (row,) = claims.cross_run_claims(runs)
+    assert row["measured"] == pytest.approx(1.0) and not row["passed"]
+
+
+def test_architecture_coverage_claim():
+    def run(model):
+        return Run(path=None, cfg={"part": "rsweep", "model": model}, status={"status": "completed"}, summary={})
+
+    mlp = "runner.models.mlp.MLP"
+    models = [{"_target_": mlp, "hidden": []}, {"_target_": mlp, "hidden": [8]}, {"_target_": "runner.models.cnn.CNN"},
+              {"_target_": mlp, "hidden": [8], "layer_norm": True},
+              {"_target_": "runner.models.cnn.CNN", "batch_norm": True},
+              {"_target_": "runner.models.transformer.TinyTransformer"}]
+    assert [claims.arch_name({"model": m}) for m in models] == list(claims.ARCHITECTURES)
+    (row,) = claims.cross_run_claims([run(m) for m in models])
+    assert row["passed"] and row["measured"] == 6
+    (row,) = claims.cross_run_claims([run(m) for m in models[:-1]])
+    assert not row["passed"] and "transformer" in row["note"]
