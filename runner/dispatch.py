@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner import seeding
 from runner.claims import evaluate_claims, format_table
-from runner.engine import Engine
+from runner.engine import Engine, autocast_dtype
 from runner.errors import OptrunError
 from runner.results import MetricsWriter, RunDir, atomic_write, write_json
 from runner.trainers.base import TrainState
@@ -45,6 +45,7 @@ def experiment_module(experiment_id: str, part: str):
 def build(cfg: DictConfig) -> tuple[TrainState, object, list]:
     """Instantiate data, model, optimizer, schedule, trainer and hooks from the config."""
     device = resolve_device(str(cfg.device))
+    autocast_dtype(str(cfg.get("precision", "fp32")))  # a bad value fails here, before anything runs
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     seed = int(cfg.seed)
@@ -57,6 +58,8 @@ def build(cfg: DictConfig) -> tuple[TrainState, object, list]:
         torch.manual_seed(seeding.stream_seed(seed, "init"))
         model = instantiate(cfg.model, input_shape=data.input_shape, n_classes=data.n_classes, _convert_="all")
         model = model.to(device)
+        if cfg.get("compile", False):
+            model.compile()  # in place: parameter names and state_dict keys stay those of the model
         if cfg.get("optimizer"):
             optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
             scheduler = instantiate(cfg.schedule, _convert_="all")(optimizer) if cfg.get("schedule") else None
@@ -99,8 +102,8 @@ def execute(cfg: DictConfig, run_path: str | Path) -> dict:
     atomic_write(rd.config, OmegaConf.to_yaml(cfg, resolve=True))
     rd.write_status("running", step=0, pid=os.getpid(), device=str(state.device))
     engine = Engine(trainer, hooks, MetricsWriter(rd.metrics), log_every=cfg.log_every, flush_every=cfg.flush_every,
-                    progress=bool(cfg.progress),
-                    desc=f"{cfg.experiment_id}/{rd.path.name}")
+                    progress=bool(cfg.progress), desc=f"{cfg.experiment_id}/{rd.path.name}",
+                    precision=str(cfg.get("precision", "fp32")))
     try:
         outcome = engine.run(state)
     except BaseException as e:
