@@ -7,13 +7,14 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper report clean help
+.PHONY: install test stability_gap stability_gap-paper report bench clean help
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
 	@echo "make test           run the test suite"
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/"
+	@echo "make bench          speed benchmarks -> $(RESULTS)/bench/BENCH.md (BENCH_ARGS='loop --quick' ...)"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,17 @@ stability_gap-paper: install
 
 report: install
 	$(REPORT) $(RESULTS)
+
+# Speed benchmarks (bench/bench_*.py, each in its own process): ratios against hand-written loops,
+# Avalanche and the hooks' references, smoke wall times. Installs the bench extra (avalanche-lib); if
+# that fails, the Avalanche row is skipped with a note.
+BENCH_STAMP := $(VENV)/.bench.stamp
+$(BENCH_STAMP): $(STAMP)
+	-$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(if $(NO_INSTALL),,$(BENCH_STAMP))
+	$(BIN)/python -m bench --out $(RESULTS)/bench $(BENCH_ARGS)
 
 clean:
 	find $(RESULTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
