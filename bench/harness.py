@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from runner.bench import read_notes, read_rows
+from runner.bench import default_threads, read_notes, read_rows
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -142,8 +142,7 @@ def run_all(files: list[Path], out_dir: Path, quick: bool = False, timeout: floa
     """Run the files one after another, then write runs.json and BENCH.md; return the outcomes."""
     out_dir = Path(out_dir)
     runs = _fresh(out_dir, [f.stem for f in files], full)
-    info = {**machine(), "quick": quick, "threads": threads or int(os.environ.get("OPTRUN_BENCH_THREADS") or 0)
-            or min(2, os.cpu_count() or 1)}
+    info = {**machine(), "quick": quick, "threads": threads or default_threads()}
     for f in files:
         echo(f"bench: {f.stem} ...", end=" ", flush=True)
         r = run_one(f, out_dir, quick=quick, timeout=timeout, threads=threads)

@@ -104,9 +104,14 @@ def read_notes(directory: str | Path | None = None) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def default_threads() -> int:
+    """$OPTRUN_BENCH_THREADS, else min(2, cores): the CPU threads every benchmark uses."""
+    return int(os.environ.get("OPTRUN_BENCH_THREADS") or 0) or min(2, os.cpu_count() or 1)
+
+
 def set_threads(n: int | None = None) -> int:
-    """Fix torch's CPU threads for a benchmark: `n`, else $OPTRUN_BENCH_THREADS, else min(2, cores)."""
-    n = n or int(os.environ.get("OPTRUN_BENCH_THREADS") or 0) or min(2, os.cpu_count() or 1)
+    """Fix torch's CPU threads for a benchmark (`n`, else `default_threads()`), the same for both sides."""
+    n = n or default_threads()
     torch.set_num_threads(n)
     return n
 
