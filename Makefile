@@ -9,8 +9,8 @@ RESULTS ?= results
 
 .PHONY: install test stability_gap stability_gap-paper report reproduce-smoke clean help \
 	ghosts_softmax ghosts_softmax-spike ghosts_softmax-rsweep ghosts_softmax-temperature \
-	ghosts_softmax-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper \
-	sinkhorn_newton sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper
+	ghosts_softmax-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper sinkhorn_newton \
+	sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper bench
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
@@ -25,6 +25,7 @@ help:
 	@echo "make wsd            smoke scale of the WSD / river-valley paper + figure + claim report"
 	@echo "make drop_muon      smoke scale of the Drop-Muon paper + figure + claim report"
 	@echo "make mfac           smoke scale of the M-FAC paper (pruning + optimizer) + figure + claim report"
+	@echo "make bench          speed benchmarks -> $(RESULTS)/bench/BENCH.md (BENCH_ARGS='loop --quick' ...)"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
 $(STAMP): pyproject.toml
@@ -202,6 +203,16 @@ reproduce-smoke: install
 		|| { cat $(RESULTS)/.reproduce-smoke.log; exit 1; }; \
 	echo "overview: $(RESULTS)/REPORT.md"; \
 	if [ -n "$$failed" ]; then echo "smoke targets that failed:$$failed"; exit 1; fi
+
+# Speed benchmarks (bench/bench_*.py, each in its own process): ratios against hand-written loops,
+# Avalanche and the hooks' references, smoke wall times. Installs the bench extra (avalanche-lib); if
+# that fails, the Avalanche row is skipped with a note.
+BENCH_STAMP := $(VENV)/.bench.stamp
+$(BENCH_STAMP): $(STAMP)
+	-$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+bench: $(if $(NO_INSTALL),,$(BENCH_STAMP))
+	$(BIN)/python -m bench --out $(RESULTS)/bench $(BENCH_ARGS)
 
 clean:
 	find $(RESULTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
