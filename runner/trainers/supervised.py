@@ -1,7 +1,8 @@
 """Plain supervised training: one phase, mini-batches (or the full batch) drawn by index.
 
 `loss=ce` (classification, logs train_acc) or `loss=mse` (regression: targets are float tensors of
-shape (N, out) or (N,), the model's `n_classes` is its output dimension). `batch_size=null` is
+shape (N, out) or (N,), the model's `n_classes` is its output dimension; integer class labels are
+regressed on one-hot targets). `batch_size=null` is
 full-batch gradient descent. `clip_grad_norm` clips the gradient norm before the optimizer step.
 """
 from __future__ import annotations
@@ -18,6 +19,8 @@ LOSSES = ("ce", "mse")
 def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if kind == "ce":
         return F.cross_entropy(out, y)
+    if not y.is_floating_point():  # class labels: regress on one-hot targets (MSE classification)
+        y = F.one_hot(y, out.shape[-1]).to(out.dtype)
     return F.mse_loss(out, y.view_as(out))
 
 
