@@ -69,6 +69,9 @@ def test_hvp_matches_dense_hessian_and_finite_differences(problem, mode):
         assert op.n_matvec == 4
         chunked = HessianOperator(model, CE, x, y, hvp=mode, chunk_size=70, vector_batch=2)
         assert torch.allclose(chunked(v), hv, rtol=1e-8, atol=1e-10)
+        g = torch.autograd.grad(CE(model(x), y), list(model.parameters()))
+        assert torch.allclose(chunked.gradient(), torch.cat([t.reshape(-1) for t in g]), rtol=1e-10, atol=1e-12)
+        assert torch.allclose(op.gradient(), chunked.gradient(), rtol=1e-10, atol=1e-12)
         if problem[0] == "cnn":
             return  # ReLU: the gradient jumps at kinks, finite differences do not apply
         # central differences of the gradient along v

@@ -169,3 +169,28 @@ def test_end_to_end_run_and_report(make_cfg, tmp_path):
     runs, _ = load_runs(tmp_path / "sgd_stability")
     figs = plot_report(runs, tmp_path)
     assert [f.name for f in figs] == ["sgd_stability.png"]
+
+
+def test_state_dict_resumes_the_same_measurements():
+    d = load("sparse_regression", seed=0, dim=12, n_train=30, n_test=4, active=2)
+
+    def state():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(12, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1))
+        return SimpleNamespace(model=model, data=d, task=None, optimizer=None, device=torch.device("cpu"),
+                               generators={"probe": torch.Generator().manual_seed(5)}, total_steps=10)
+
+    def hook():
+        return Sharpness(loss="mse", probe_samples=20, probes=6, deflate=5)
+
+    s1, h1 = state(), hook()
+    h1.setup(s1)
+    first = [h1(s1) for _ in range(3)]
+    s2, h2 = state(), hook()
+    h2.setup(s2)
+    h2(s2)
+    sd = h2.state_dict()
+    s3, h3 = state(), hook()
+    h3.setup(s3)
+    h3.load_state_dict(sd)
+    assert h3(s3) == first[1] and h3(s3) == first[2]

@@ -3,7 +3,8 @@
 `HessianOperator(model, loss_fn, x, y)` is the Hessian H = d^2 L / d theta^2 of
 L(theta) = loss_fn(model(x; theta), y) at the model's current parameters, as a linear operator on
 flat vectors of length `dim` (parameters in `model.named_parameters()` order). `op(v)` takes one
-vector (P,) or a batch (k, P) and returns H v in the same shape; `op.n_matvec` counts vectors.
+vector (P,) or a batch (k, P) and returns H v in the same shape; `op.n_matvec` counts vectors;
+`op.gradient()` is the flat gradient on the same batch.
 
 Two ways to compute H v, both batched over vectors with vmap:
 - `hvp="graph"` (default): one create-graph gradient g(theta) per operator, then each product is a
@@ -123,6 +124,15 @@ class HessianOperator:
             out = torch.cat([self._hvp_batch(vs[i:i + self.vector_batch]) for i in range(0, len(vs), self.vector_batch)])
         self.n_matvec += len(vs)
         return out[0] if single else out
+
+    def gradient(self) -> torch.Tensor:
+        """The flat gradient of the loss at the operator's parameters (reuses the graph in `graph` mode),
+        e.g. for H g or a drift-adjusted step size."""
+        with torch.enable_grad():
+            if self.mode == "graph":
+                return torch.cat([sum(ts).reshape(-1) for ts in zip(*self._graph_grads())]).detach()
+            g = [grad(lambda p: self.loss(p, x, y) * w)(self.params) for x, y, w in self.chunks]
+            return torch.cat([sum(d[k] for d in g).reshape(-1) for k in self.names]).detach()
 
     def release(self) -> None:
         """Drop the stored graph (the operator can still be used; it is rebuilt on demand)."""

@@ -80,6 +80,7 @@ class Sharpness(Hook):
         self.log_points, self.prefix = log_points, prefix
         self.log_steps: set[int] = set()
         self.v_prev: torch.Tensor | None = None
+        self.seed = 0
         self.generator: torch.Generator | None = None
         self._probe: dict = {}
 
@@ -93,9 +94,10 @@ class Sharpness(Hook):
         if self.log_points and state.total_steps:
             pts = np.geomspace(1, state.total_steps, self.log_points)
             self.log_steps = {int(round(p)) for p in pts}
-        seed = int(torch.randint(0, 2**62, (1,), generator=state.generators["probe"], device=state.generators["probe"].device))
+        g = state.generators["probe"]
+        self.seed = int(torch.randint(0, 2**62, (1,), generator=g, device=g.device))
         self.generator = torch.Generator(device=state.device)
-        self.generator.manual_seed(seed)
+        self.generator.manual_seed(self.seed)
         self._probe = {}
 
     def _train_split(self, state):
@@ -111,8 +113,9 @@ class Sharpness(Hook):
             x, y = self._train_split(state)
             n = len(y)
             if self.probe_samples is not None and n > self.probe_samples:
-                idx = torch.randperm(n, generator=self.generator, device=self.generator.device)[: self.probe_samples]
-                idx = idx.sort().values.to(y.device)
+                # a generator of its own per task: the subset does not depend on the probes drawn before (resume)
+                g = torch.Generator().manual_seed((self.seed + 7919 * (key or 0)) % 2**63)
+                idx = torch.randperm(n, generator=g)[: self.probe_samples].sort().values.to(y.device)
                 x, y = x[idx], y[idx]
             self._probe[key] = (x, y, n)
         return self._probe[key]
