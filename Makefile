@@ -10,7 +10,8 @@ RESULTS ?= results
 .PHONY: install test stability_gap stability_gap-paper report reproduce-smoke clean help \
 	ghosts_softmax ghosts_softmax-spike ghosts_softmax-rsweep ghosts_softmax-temperature \
 	ghosts_softmax-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper sinkhorn_newton \
-	sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper bench
+	sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper bench sgd_stability \
+	sgd_stability-paper
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
@@ -26,6 +27,7 @@ help:
 	@echo "make drop_muon      smoke scale of the Drop-Muon paper + figure + claim report"
 	@echo "make mfac           smoke scale of the M-FAC paper (pruning + optimizer) + figure + claim report"
 	@echo "make bench          speed benchmarks -> $(RESULTS)/bench/BENCH.md (BENCH_ARGS='loop --quick' ...)"
+	@echo "make sgd_stability  smoke scale of the SGD dynamical-stability paper (+ edge of stability) + report"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
 $(STAMP): pyproject.toml
@@ -187,6 +189,23 @@ mfac-paper: install
 		hooks.prune.m=1024 hooks.prune.grad_batch=16 hooks.prune.method_mfac=cholesky results_dir=$(RESULTS)
 	$(OPTRUN) -m $(MFAC_PAPER) seed=0,1,2 optimizer=mfac optimizer.m=1024 optimizer.damp=1e-5 results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/mfac
+
+# Diagonal linear nets (3 lr x SGD/GD x 2 seeds), two-layer ReLU nets (2 lr x SGD/GD x 3 seeds),
+# edge of stability (full-batch GD, 2 lr).
+sgd_stability: install
+	$(OPTRUN) -m experiment=sgd_stability sgd_stability=dln optimizer.lr=0.01,0.02,0.04 \
+		trainer.batch_size=1,null seed=0,1 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sgd_stability sgd_stability=relu optimizer.lr=0.02,0.07 \
+		trainer.batch_size=1,null seed=0,1,2 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sgd_stability sgd_stability=eos optimizer.lr=0.7,1.0 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/sgd_stability --check
+	@echo "figures: $(RESULTS)/sgd_stability/{sgd_stability,edge_of_stability}.png   report: $(RESULTS)/sgd_stability/report.md"
+# The paper-scale settings of conf/scale_preset/sgd_stability/paper/ (GPU).
+sgd_stability-paper: install
+	$(OPTRUN) -m experiment=sgd_stability scale=paper sgd_stability=dln optimizer.lr=0.004,0.016,0.032,0.126 \
+		trainer.batch_size=1,null seed=0,1 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sgd_stability scale=paper sgd_stability=eos optimizer.lr=0.05,0.1,0.2 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/sgd_stability
 
 report: install
 	$(REPORT) $(RESULTS)

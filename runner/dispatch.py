@@ -73,7 +73,8 @@ def build(cfg: DictConfig) -> tuple[TrainState, object, list]:
             optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
             scheduler = instantiate(cfg.schedule, _convert_="all")(optimizer) if cfg.get("schedule") else None
     trainer = instantiate(cfg.trainer, _convert_="all")
-    hooks = [instantiate(h, _convert_="all") for _, h in sorted((cfg.get("hooks") or {}).items())]
+    # a hook's values may outlive its selection (an experiment tunes hooks.x, the user sets hooks=[y]): skip those
+    hooks = [instantiate(h, _convert_="all") for _, h in sorted((cfg.get("hooks") or {}).items()) if "_target_" in h]
     gens = {s: seeding.generator(seed, s, device) for s in seeding.STREAMS}
     state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, data=data, device=device, seed=seed,
                        generators=gens)

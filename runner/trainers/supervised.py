@@ -1,7 +1,8 @@
 """Plain supervised training: one phase, mini-batches (or the full batch) drawn by index.
 
 `loss=ce` (classification, logs train_acc) or `loss=mse` (regression: targets are float tensors of
-shape (N, out) or (N,), the model's `n_classes` is its output dimension). `batch_size=null` is
+shape (N, out) or (N,), the model's `n_classes` is its output dimension; integer class labels are
+regressed on one-hot targets). `batch_size=null` is
 full-batch gradient descent. `clip_grad_norm` clips the gradient norm before the optimizer step.
 `temperature` T trains on CE(z/T) (ce only; 1 = plain cross-entropy). Each step leaves its mini-batch
 in `state.extras["batch"] = (x, y)` for hooks that probe the batch the update was computed on.
@@ -22,6 +23,8 @@ def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor, temperature: float = 
         if out.dim() > 2:  # sequence models: (N, L, V) logits for (N, L) targets
             out, y = out.flatten(0, -2), y.flatten()
         return F.cross_entropy(out / temperature if temperature != 1.0 else out, y)
+    if not y.is_floating_point():  # class labels: regress on one-hot targets (MSE classification)
+        y = F.one_hot(y, out.shape[-1]).to(out.dtype)
     return F.mse_loss(out, y.view_as(out))
 
 
