@@ -12,6 +12,9 @@ RESULTS ?= results
 	ghosts_softmax-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper sinkhorn_newton \
 	sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper bench sgd_stability \
 	sgd_stability-paper
+	ghosts_softmax-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper \
+	saddle_to_saddle saddle_to_saddle-paper curl_descent curl_descent-paper langevin_swa langevin_swa-paper \
+	discretisation_drift discretisation_drift-paper
 
 help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
@@ -21,6 +24,10 @@ help:
 	@echo "make cbo            smoke scale of CBO vs consensus hopping, GD and Langevin + figure + claim report"
 	@echo "make gn_smoothness  smoke scale of gradient-normalized-smoothness Newton vs gradient methods + report"
 	@echo "make ghosts_softmax smoke scale of Ghosts of Softmax (LR spike, r-sweep, temperature) + claim report"
+	@echo "make saddle_to_saddle  smoke scale of the saddle-to-saddle paper (linear, conv, ReLU) + claim report"
+	@echo "make curl_descent   smoke scale of the curl-descent paper (phase diagram, speed-up) + claim report"
+	@echo "make langevin_swa   smoke scale of the Langevin + iterate-averaging paper (k* = 3, 4) + claim report"
+	@echo "make discretisation_drift  smoke scale of the discretisation-drift work (flows, DAL vs fixed lr) + claims"
 	@echo "make report         claim reports and figures for everything under $(RESULTS)/, and $(RESULTS)/REPORT.md"
 	@echo "make reproduce-smoke  every experiment's smoke target, then $(RESULTS)/REPORT.md (state of all 30 papers)"
 	@echo "make wsd            smoke scale of the WSD / river-valley paper + figure + claim report"
@@ -206,6 +213,67 @@ sgd_stability-paper: install
 		trainer.batch_size=1,null seed=0,1 results_dir=$(RESULTS)
 	$(OPTRUN) -m experiment=sgd_stability scale=paper sgd_stability=eos optimizer.lr=0.05,0.1,0.2 results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/sgd_stability
+
+# Linear 10-50-10 net (eps sweep incl. eps = 1), linear conv (4 kernels), univariate ReLU (3 kinks); 2 seeds.
+saddle_to_saddle: install
+	$(OPTRUN) -m experiment=saddle_to_saddle model.init_scale=1,1e-3,1e-4,1e-6 seed=0,1 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=saddle_to_saddle dataset=conv_teacher model=linear_conv optimizer.lr=0.0025 \
+		trainer.steps=4000 model.init_scale=1e-3,1e-4,1e-6 seed=0,1 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=saddle_to_saddle dataset=kink_teacher model.activation=relu model.bias=true \
+		model.hidden=200 model.init_scale=1e-10 optimizer.lr=0.1 trainer.steps=4000 seed=0,1 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/saddle_to_saddle --check
+
+saddle_to_saddle-paper: install
+	$(OPTRUN) -m experiment=saddle_to_saddle scale=paper model.init_scale=1,1e-2,1e-3,1e-4,1e-5,1e-6 \
+		seed=0,1,2,3,4 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/saddle_to_saddle
+
+# Linear student-teacher nets: contracting 100->10 with 0/1/5/25/50 flipped inputs, a phase diagram over
+# expansion ratio x flipped fraction (inputs 50 or 20, hidden 50 or 199), and the tanh 100->10
+# speed-up with one flipped hidden neuron (3 seeds, against GD).
+curl_descent: install
+	$(OPTRUN) -m experiment=curl_descent 'optimizer.flipped_fraction=[0,0],[0.01,0],[0.05,0],[0.25,0],[0.5,0]' \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=curl_descent dataset.d_in=50,20 model.hidden=50,199 \
+		'optimizer.flipped_fraction=[0,0],[0.25,0],[0.5,0],[0.75,0]' results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=curl_descent model.activation=tanh model.output_activation=tanh model.init_scale=2 \
+		dataset.n_train=2000 trainer.steps=1000 'optimizer.flipped=[0,0],[0,1]' seed=0,1,2 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/curl_descent --check
+
+curl_descent-paper: install
+	$(OPTRUN) -m experiment=curl_descent scale=paper dataset.d_in=20 model.hidden=199 \
+		'optimizer.flipped=[0,0],[4,0],[8,0],[12,0],[16,0],[20,0]' seed=0,1,2,3,4,5,6,7,8,9 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=curl_descent scale=paper model.activation=tanh model.output_activation=tanh \
+		model.init_scale=2 dataset.n_train=2000 'optimizer.flipped=[0,0],[0,1]' seed=0,1,2,3,4,5,6,7,8,9 \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/curl_descent
+
+# Spherical Langevin on single-index models: k* = 3 (d = 30, n = 9000) and k* = 4 (d = 20, n = 4000), 2 seeds.
+langevin_swa: install
+	$(OPTRUN) -m experiment=langevin_swa seed=0,1 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=langevin_swa dataset.k=4 dataset.dim=20 dataset.n_train=4000 seed=0,1 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/langevin_swa --check
+
+langevin_swa-paper: install
+	$(OPTRUN) -m experiment=langevin_swa scale=paper dataset.k=3,4 seed=0,1,2 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/langevin_swa
+
+# Flows vs GD on a quadratic (h lambda = 0.5, 1.5, 2.2) and a Rosenbrock toy; full-batch GD on a digits MLP
+# at fixed lr 0.5 .. 3.5 against the drift-adjusted lr (DAL, p = 1 and 0.5).
+discretisation_drift: install
+	$(OPTRUN) -m experiment=discretisation_drift trainer=flow_check 'hooks=[]' trainer.h=0.5,1.5,2.2 results_dir=$(RESULTS)
+	$(OPTRUN) experiment=discretisation_drift trainer=flow_check 'hooks=[]' trainer.landscape=rosenbrock \
+		'trainer.start=[-1,1.5]' trainer.h=0.015 trainer.steps=60 trainer.substeps=20 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=discretisation_drift optimizer.lr=0.5,1,2,3.5 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=discretisation_drift optimizer=dal optimizer.p=1,0.5 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/discretisation_drift --check
+
+discretisation_drift-paper: install
+	$(OPTRUN) -m experiment=discretisation_drift scale=paper optimizer.lr=0.05,0.1,0.2,0.5 seed=0,1,2 \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=discretisation_drift scale=paper optimizer=dal optimizer.p=1,0.5 seed=0,1,2 \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/discretisation_drift
 
 report: install
 	$(REPORT) $(RESULTS)

@@ -15,7 +15,7 @@ from runner.engine import Engine
 from runner.errors import OptrunError
 from runner.hooks.sharpness import Sharpness, sgd_noise_weight
 from runner.models.diagonal import DiagonalLinear
-from runner.models.two_layer import TwoLayerReLU
+from runner.models.two_layer_relu import TwoLayerReLU
 from runner.results import MetricsWriter
 from runner.trainers.supervised import loss_fn
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from runner.errors import OptrunError
 from runner.results import PercentEqual
 
 
@@ -94,13 +95,24 @@ def ensure_train_mode(model: torch.nn.Module) -> None:
         model.train()
 
 
-def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | None = None) -> None:
+def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | None = None,
+                 closure=None) -> None:
     """Backward, optional gradient-norm clipping, optimizer step and per-step schedule: the one
-    update every trainer performs."""
+    update every trainer performs.
+
+    An optimizer that sets `needs_closure = True` gets `closure`: `closure()` re-evaluates the loss
+    at the current parameters and back-propagates (torch's LBFGS convention), `closure(backward=False)`
+    only returns the loss with its graph (for Hessian-vector products); other optimizers never see
+    it, so no extra forward pass is spent."""
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip_grad_norm)
-    state.optimizer.step()
+    if getattr(state.optimizer, "needs_closure", False):
+        if closure is None:
+            raise OptrunError(f"optimizer {type(state.optimizer).__name__} needs a closure; this trainer gives none")
+        state.optimizer.step(closure)
+    else:
+        state.optimizer.step()
     if state.scheduler is not None:
         state.scheduler.step()

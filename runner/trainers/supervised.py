@@ -1,8 +1,9 @@
 """Plain supervised training: one phase, mini-batches (or the full batch) drawn by index.
 
-`loss=ce` (classification, logs train_acc) or `loss=mse` (regression: targets are float tensors of
-shape (N, out) or (N,), the model's `n_classes` is its output dimension; integer class labels are
-regressed on one-hot targets). `batch_size=null` is
+`loss=ce` (classification, logs train_acc), `loss=mse` (regression: targets are float tensors of
+shape (N, out) or (N,), the model's `n_classes` is its output dimension; with class labels it
+regresses one-hot targets and logs train_acc too) or `loss=corr` (the
+correlation loss -mean(f(x) y) of single-index / tensor-PCA estimation). `batch_size=null` is
 full-batch gradient descent. `clip_grad_norm` clips the gradient norm before the optimizer step.
 `temperature` T trains on CE(z/T) (ce only; 1 = plain cross-entropy). Each step leaves its mini-batch
 in `state.extras["batch"] = (x, y)` for hooks that probe the batch the update was computed on.
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from runner.errors import OptrunError
 from runner.trainers.base import IndexSampler, Phase, TrainState, apply_update, ensure_train_mode, logged_accuracy
 
-LOSSES = ("ce", "mse")
+LOSSES = ("ce", "mse", "corr")
 
 
 def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -23,9 +24,13 @@ def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor, temperature: float = 
         if out.dim() > 2:  # sequence models: (N, L, V) logits for (N, L) targets
             out, y = out.flatten(0, -2), y.flatten()
         return F.cross_entropy(out / temperature if temperature != 1.0 else out, y)
-    if not y.is_floating_point():  # class labels: regress on one-hot targets (MSE classification)
+    if kind == "corr":
+        return -(out * y.view_as(out)).mean()
+    if not y.is_floating_point():  # class labels: regress one-hot targets (MSE classification)
         y = F.one_hot(y, out.shape[-1]).to(out.dtype)
-    return F.mse_loss(out, y.view_as(out))
+    # written out rather than F.mse_loss, whose forward-over-reverse derivative (jvp of grad, used by
+    # Hessian-vector products) fails in torch 2.x with "ZeroTensors are immutable"
+    return (out - y.view_as(out)).pow(2).mean()
 
 
 class SupervisedTrainer:
@@ -66,9 +71,17 @@ class SupervisedTrainer:
         ensure_train_mode(state.model)
         out = state.model(x)
         loss = loss_fn(self.loss, out, y, self.temperature)
-        apply_update(state, loss, self.clip_grad_norm)
+
+        def closure(backward: bool = True):  # for optimizers that re-evaluate the loss (needs_closure)
+            again = loss_fn(self.loss, state.model(x), y, self.temperature)
+            if backward:
+                state.optimizer.zero_grad(set_to_none=True)
+                again.backward()
+            return again
+
+        apply_update(state, loss, self.clip_grad_norm, closure)
         metrics = {"loss": loss.detach()}
-        if self.loss == "ce":
+        if not y.is_floating_point():
             metrics["train_acc"] = logged_accuracy(out.detach(), y)
         return metrics
 

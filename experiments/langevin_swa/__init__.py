@@ -1,0 +1,1 @@
+"""Improved high-dimensional estimation with Langevin dynamics and stochastic weight averaging (Wei, Damian & Lee, ICLR 2026)."""
