@@ -9,6 +9,9 @@ RESULTS ?= results
 
 .PHONY: install test stability_gap stability_gap-paper report reproduce-smoke clean help \
 	ghosts_softmax ghosts_softmax-spike ghosts_softmax-rsweep ghosts_softmax-temperature \
+	ghosts_softmax-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper sinkhorn_newton \
+	sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper bench sgd_stability \
+	sgd_stability-paper
 	ghosts_softmax-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper \
 	saddle_to_saddle saddle_to_saddle-paper curl_descent curl_descent-paper langevin_swa langevin_swa-paper \
 	discretisation_drift discretisation_drift-paper
@@ -17,6 +20,9 @@ help:
 	@echo "make install        create $(VENV) and install optrun with its dev extras"
 	@echo "make test           run the test suite"
 	@echo "make stability_gap  smoke scale of the stability-gap paper + figure + claim report"
+	@echo "make sinkhorn_newton  smoke scale of Sinkhorn-Newton-Sparse vs Sinkhorn + figure + claim report"
+	@echo "make cbo            smoke scale of CBO vs consensus hopping, GD and Langevin + figure + claim report"
+	@echo "make gn_smoothness  smoke scale of gradient-normalized-smoothness Newton vs gradient methods + report"
 	@echo "make ghosts_softmax smoke scale of Ghosts of Softmax (LR spike, r-sweep, temperature) + claim report"
 	@echo "make saddle_to_saddle  smoke scale of the saddle-to-saddle paper (linear, conv, ReLU) + claim report"
 	@echo "make curl_descent   smoke scale of the curl-descent paper (phase diagram, speed-up) + claim report"
@@ -27,6 +33,8 @@ help:
 	@echo "make wsd            smoke scale of the WSD / river-valley paper + figure + claim report"
 	@echo "make drop_muon      smoke scale of the Drop-Muon paper + figure + claim report"
 	@echo "make mfac           smoke scale of the M-FAC paper (pruning + optimizer) + figure + claim report"
+	@echo "make bench          speed benchmarks -> $(RESULTS)/bench/BENCH.md (BENCH_ARGS='loop --quick' ...)"
+	@echo "make sgd_stability  smoke scale of the SGD dynamical-stability paper (+ edge of stability) + report"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
 $(STAMP): pyproject.toml
@@ -52,6 +60,66 @@ stability_gap: install
 stability_gap-paper: install
 	$(OPTRUN) -m experiment=stability_gap scale=paper seed=0,1,2,3,4 trainer.method=er,finetune results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/stability_gap
+
+# Random costs n = 100, eta = 200 and 600, 3 seeds: Sinkhorn (capped at 20,000 iterations) and SNS with
+# the paper's lambda = 2/n and with 5/n.
+sinkhorn_newton: install
+	$(OPTRUN) -m experiment=sinkhorn_newton algorithm=sinkhorn,sns problem.eta=200,600 seed=0,1,2 \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sinkhorn_newton algorithm.keep_per_row=5 problem.eta=200,600 seed=0,1,2 \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/sinkhorn_newton --check
+	@echo "figure: $(RESULTS)/sinkhorn_newton/sinkhorn_newton.png   report: $(RESULTS)/sinkhorn_newton/report.md"
+
+# Table 1: random assignment n = 500, eta = 1200 (SNS with lambda = 2/n and 5/n); W2 and W1 between MNIST
+# images (needs MNIST under data/); W1 with the paper's lambda = 15/n and N1 = 700.
+sinkhorn_newton-paper: install
+	$(OPTRUN) -m experiment=sinkhorn_newton scale=paper algorithm=sinkhorn,sns results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sinkhorn_newton scale=paper algorithm.keep_per_row=5 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sinkhorn_newton scale=paper problem=image_ot problem.dataset=mnist problem.n=784 \
+		problem.p=2 algorithm=sinkhorn,sns results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sinkhorn_newton scale=paper problem=image_ot problem.dataset=mnist problem.n=784 \
+		problem.p=1 algorithm=sinkhorn results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sinkhorn_newton scale=paper problem=image_ot problem.dataset=mnist problem.n=784 \
+		problem.p=1 algorithm=sns algorithm.keep_per_row=15 algorithm.n_sinkhorn=700 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/sinkhorn_newton
+
+# The authors' 2-D canyon: 50 runs of each method per optrun run, 3 seeds.
+cbo: install
+	$(OPTRUN) -m experiment=cbo algorithm=cbo,consensus_hopping,gd,langevin seed=0,1,2 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/cbo --check
+	@echo "figure: $(RESULTS)/cbo/cbo.png   report: $(RESULTS)/cbo/report.md"
+
+# The paper's setting is the 2-D one above; the extra is 10-d Rastrigin (CBO with anisotropic noise).
+cbo-paper: install
+	$(OPTRUN) -m experiment=cbo scale=paper algorithm=cbo,consensus_hopping,gd,langevin seed=0,1,2,3,4 \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=cbo scale=paper problem=rastrigin problem.d=10 algorithm=cbo algorithm.noise=anisotropic \
+		algorithm.sigma=3.0 algorithm.particles=500 algorithm.iters=1000 algorithm.init_std=3.0 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=cbo scale=paper problem=rastrigin problem.d=10 algorithm=gd,langevin results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/cbo
+
+# LogSumExp n = m = 100 at mu = 1 and 0.25 (3 seeds) and logistic regression on breast_cancer: exact
+# Hessian, weighted Gauss-Newton, B-preconditioned and plain gradient method (capped at 3000 iterations).
+gn_smoothness: install
+	$(OPTRUN) -m experiment=gn_smoothness problem.mu=1,0.25 algorithm.hessian=exact,weighted_gn,none seed=0,1,2 \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=gn_smoothness problem.mu=1,0.25 algorithm.hessian=none algorithm.metric=identity \
+		seed=0,1,2 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=gn_smoothness problem=logistic algorithm.hessian=exact,weighted_gn,none results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=gn_smoothness problem=logistic algorithm.hessian=none algorithm.metric=identity \
+		results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/gn_smoothness --check
+	@echo "figure: $(RESULTS)/gn_smoothness/gn_smoothness.png   report: $(RESULTS)/gn_smoothness/report.md"
+
+# The authors' LogSumExp (n = m = 1000, mu = 1) and the p = 4 residual with the Fisher-term approximation.
+gn_smoothness-paper: install
+	$(OPTRUN) -m experiment=gn_smoothness scale=paper algorithm.hessian=exact,weighted_gn,none results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=gn_smoothness scale=paper algorithm.hessian=none algorithm.metric=identity \
+		results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=gn_smoothness scale=paper problem=power_residual problem.n=100 problem.m=200 \
+		algorithm.hessian=exact,fisher,none results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/gn_smoothness
 
 # Ghosts of Softmax: LR spike (plain / clipped / rho-controller, 3 seeds), r-sweep over six architectures,
 # temperature test; each sub-experiment is its own target (about 1-2 min each on 2 cores).
@@ -129,6 +197,23 @@ mfac-paper: install
 	$(OPTRUN) -m $(MFAC_PAPER) seed=0,1,2 optimizer=mfac optimizer.m=1024 optimizer.damp=1e-5 results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/mfac
 
+# Diagonal linear nets (3 lr x SGD/GD x 2 seeds), two-layer ReLU nets (2 lr x SGD/GD x 3 seeds),
+# edge of stability (full-batch GD, 2 lr).
+sgd_stability: install
+	$(OPTRUN) -m experiment=sgd_stability sgd_stability=dln optimizer.lr=0.01,0.02,0.04 \
+		trainer.batch_size=1,null seed=0,1 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sgd_stability sgd_stability=relu optimizer.lr=0.02,0.07 \
+		trainer.batch_size=1,null seed=0,1,2 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sgd_stability sgd_stability=eos optimizer.lr=0.7,1.0 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/sgd_stability --check
+	@echo "figures: $(RESULTS)/sgd_stability/{sgd_stability,edge_of_stability}.png   report: $(RESULTS)/sgd_stability/report.md"
+# The paper-scale settings of conf/scale_preset/sgd_stability/paper/ (GPU).
+sgd_stability-paper: install
+	$(OPTRUN) -m experiment=sgd_stability scale=paper sgd_stability=dln optimizer.lr=0.004,0.016,0.032,0.126 \
+		trainer.batch_size=1,null seed=0,1 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=sgd_stability scale=paper sgd_stability=eos optimizer.lr=0.05,0.1,0.2 results_dir=$(RESULTS)
+	$(REPORT) $(RESULTS)/sgd_stability
+
 # Linear 10-50-10 net (eps sweep incl. eps = 1), linear conv (4 kernels), univariate ReLU (3 kinks); 2 seeds.
 saddle_to_saddle: install
 	$(OPTRUN) -m experiment=saddle_to_saddle model.init_scale=1,1e-3,1e-4,1e-6 seed=0,1 results_dir=$(RESULTS)
@@ -205,6 +290,16 @@ reproduce-smoke: install
 		|| { cat $(RESULTS)/.reproduce-smoke.log; exit 1; }; \
 	echo "overview: $(RESULTS)/REPORT.md"; \
 	if [ -n "$$failed" ]; then echo "smoke targets that failed:$$failed"; exit 1; fi
+
+# Speed benchmarks (bench/bench_*.py, each in its own process): ratios against hand-written loops,
+# Avalanche and the hooks' references, smoke wall times. Installs the bench extra (avalanche-lib); if
+# that fails, the Avalanche row is skipped with a note.
+BENCH_STAMP := $(VENV)/.bench.stamp
+$(BENCH_STAMP): $(STAMP)
+	-$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+bench: $(if $(NO_INSTALL),,$(BENCH_STAMP))
+	$(BIN)/python -m bench --out $(RESULTS)/bench $(BENCH_ARGS)
 
 clean:
 	find $(RESULTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

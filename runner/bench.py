@@ -3,12 +3,19 @@
 Every comparison appends one row `name, ours, reference, unit, ratio, target, met` to
 `results/bench/summary.csv`, where ratio = ours / reference and target is a condition on the ratio
 such as "<=0.5" or ">=0.9". `interleaved` times two callables A B A B ... after a warm-up and
-returns the medians, so both sides see the same machine state.
+returns the medians, so both sides see the same machine state; `round_robin` does the same for any
+number of sides and leaves each side's setup out of its time. Raw timings go to `raw/<name>.json`
+and remarks (a skipped section, a missing optional package) to `notes.jsonl`, both beside the
+summary; `make bench` (`python -m bench`) renders all of it into `BENCH.md`. The directory is
+`$OPTRUN_BENCH_DIR` (default `results/bench`).
 """
 from __future__ import annotations
 
 import csv
+import json
 import operator
+import os
+import re
 import statistics
 import time
 from pathlib import Path
@@ -31,10 +38,15 @@ def target_met(ratio: float, target: str) -> bool | None:
     raise ValueError(f"bench target {target!r}: expected '<=x', '>=x', '<x' or '>x'")
 
 
+def bench_dir() -> Path:
+    return Path(os.environ.get("OPTRUN_BENCH_DIR", "results/bench"))
+
+
 def record(name: str, ours: float, reference: float, unit: str, target: str = "",
-           path: str | Path = "results/bench/summary.csv") -> dict:
-    """Append (or replace, by name) one comparison row and return it."""
-    path = Path(path)
+           path: str | Path | None = None, raw: dict | None = None) -> dict:
+    """Append (or replace, by name) one comparison row and return it; `raw` (e.g. every repeat's
+    time of both sides) is saved to `raw/<name>.json` beside the summary."""
+    path = Path(path) if path is not None else bench_dir() / "summary.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     ratio = ours / reference if reference else float("nan")
     met = target_met(ratio, target)
@@ -51,7 +63,57 @@ def record(name: str, ours: float, reference: float, unit: str, target: str = ""
         w.writeheader()
         w.writerows(rows)
     tmp.replace(path)
+    if raw is not None:
+        save_raw(name, {**row, **raw}, path.parent)
     return row
+
+
+def read_rows(path: str | Path | None = None) -> list[dict]:
+    path = Path(path) if path is not None else bench_dir() / "summary.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def raw_path(name: str, directory: str | Path | None = None) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", name).strip("_") or "bench"
+    return Path(directory if directory is not None else bench_dir()) / "raw" / f"{safe}.json"
+
+
+def save_raw(name: str, data: dict, directory: str | Path | None = None) -> Path:
+    """Write one comparison's raw measurements (JSON) to `raw/<name>.json`."""
+    path = raw_path(name, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    return path
+
+
+def note(text: str, directory: str | Path | None = None) -> None:
+    """A remark for BENCH.md (a section skipped and why), tagged with the benchmark that made it."""
+    directory = Path(directory if directory is not None else bench_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "notes.jsonl", "a") as f:
+        f.write(json.dumps({"bench": os.environ.get("OPTRUN_BENCH_NAME", ""), "note": text}) + "\n")
+
+
+def read_notes(directory: str | Path | None = None) -> list[dict]:
+    path = Path(directory if directory is not None else bench_dir()) / "notes.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def default_threads() -> int:
+    """$OPTRUN_BENCH_THREADS, else min(2, cores): the CPU threads every benchmark uses."""
+    return int(os.environ.get("OPTRUN_BENCH_THREADS") or 0) or min(2, os.cpu_count() or 1)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Fix torch's CPU threads for a benchmark (`n`, else `default_threads()`), the same for both sides."""
+    n = n or default_threads()
+    torch.set_num_threads(n)
+    return n
 
 
 def _sync() -> None:
@@ -73,3 +135,22 @@ def interleaved(a: Callable[[], object], b: Callable[[], object], repeats: int =
             _sync()
             out.append(time.perf_counter() - t)
     return statistics.median(ta), statistics.median(tb), ta, tb
+
+
+def round_robin(factories: dict[str, Callable[[], Callable[[], object]]], repeats: int = 5, warmup: int = 1
+                ) -> dict[str, list[float]]:
+    """Wall seconds of each side, run in turn (A B C A B C ...) after `warmup` rounds.
+
+    A factory does a side's setup (build the model, the loader) untimed and returns the callable
+    that is timed, so every repeat starts from the same fresh state."""
+    times: dict[str, list[float]] = {k: [] for k in factories}
+    for r in range(warmup + repeats):
+        for name, factory in factories.items():
+            fn = factory()
+            _sync()
+            t = time.perf_counter()
+            fn()
+            _sync()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - t)
+    return times

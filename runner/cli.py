@@ -99,7 +99,7 @@ def main() -> None:
         return
     if not any(a in ("--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion") for a in argv):
         try:
-            check_overrides(_user_overrides(argv))
+            check_overrides(_user_overrides(argv), multirun=bool({"-m", "--multirun"} & set(argv)))
         except OptrunError as e:
             print(f"optrun: error: {e}", file=sys.stderr)
             sys.exit(OptrunError.exit_code)

@@ -61,8 +61,9 @@ def _all_keys(cfg, prefix="") -> list[str]:
     return out
 
 
-def check_overrides(overrides: list[str], config_name: str = "config") -> None:
-    """Raise OptrunError with a one-line message for the first bad override."""
+def check_overrides(overrides: list[str], config_name: str = "config", multirun: bool = True) -> None:
+    """Raise OptrunError with a one-line message for the first bad override. Without `multirun` (-m),
+    a sweep such as `seed=0,1` is an error, as Hydra would say."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -73,6 +74,11 @@ def check_overrides(overrides: list[str], config_name: str = "config") -> None:
     except HydraException as e:
         raise OptrunError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
     parsed = [o for o in parsed if not o.key_or_group.startswith("hydra")]
+    if not multirun:
+        sweep = next((o for o in parsed if o.is_sweep_override()), None)
+        if sweep is not None:
+            raise OptrunError(f"{sweep.input_line}: a sweep needs -m (--multirun); for a list value write "
+                              f"{sweep.get_key_element()}=[...]")
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         loader = GlobalHydra.instance().config_loader()

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner import seeding
 from runner.checkpoint import Checkpointer
 from runner.claims import evaluate_claims, format_table
-from runner.engine import Engine
+from runner.engine import Engine, autocast_dtype
 from runner.errors import OptrunError
 from runner.results import MetricsWriter, RunDir, atomic_write, write_json
 from runner.trainers.base import TrainState
@@ -54,6 +54,7 @@ def experiment_module(experiment_id: str, part: str):
 def build(cfg: DictConfig) -> tuple[TrainState, object, list]:
     """Instantiate data, model, optimizer, schedule, trainer and hooks from the config."""
     device = resolve_device(str(cfg.device))
+    autocast_dtype(str(cfg.get("precision", "fp32")))  # a bad value fails here, before anything runs
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     seed = int(cfg.seed)
@@ -66,11 +67,14 @@ def build(cfg: DictConfig) -> tuple[TrainState, object, list]:
         torch.manual_seed(seeding.stream_seed(seed, "init"))
         model = instantiate(cfg.model, input_shape=data.input_shape, n_classes=data.n_classes, _convert_="all")
         model = model.to(device)
+        if cfg.get("compile", False):
+            model.compile()  # in place: parameter names and state_dict keys stay those of the model
         if cfg.get("optimizer"):
             optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
             scheduler = instantiate(cfg.schedule, _convert_="all")(optimizer) if cfg.get("schedule") else None
     trainer = instantiate(cfg.trainer, _convert_="all")
-    hooks = [instantiate(h, _convert_="all") for _, h in sorted((cfg.get("hooks") or {}).items())]
+    # a hook's values may outlive its selection (an experiment tunes hooks.x, the user sets hooks=[y]): skip those
+    hooks = [instantiate(h, _convert_="all") for _, h in sorted((cfg.get("hooks") or {}).items()) if "_target_" in h]
     gens = {s: seeding.generator(seed, s, device) for s in seeding.STREAMS}
     state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, data=data, device=device, seed=seed,
                        generators=gens)
@@ -133,7 +137,7 @@ def _execute_locked(cfg: DictConfig, rd: RunDir, fresh: bool) -> dict:
                     device=str(state.device), resumed_from=resume["engine"]["step"] if resume else None)
     engine = Engine(trainer, hooks, MetricsWriter(rd.metrics), log_every=cfg.log_every, flush_every=cfg.flush_every,
                     progress=show_progress(cfg.progress), desc=f"{cfg.experiment_id}/{rd.path.name}",
-                    checkpointer=checkpointer, on_flush=rd.refresh_lock)
+                    checkpointer=checkpointer, on_flush=rd.refresh_lock, precision=str(cfg.get("precision", "fp32")))
     try:
         outcome = engine.run(state, resume=resume)
     except SystemExit:

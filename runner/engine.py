@@ -6,8 +6,11 @@ trainer's `step(state)` returns metrics (it must include `loss`, which the diver
 then the due hooks are called and one row is logged. A trainer (or a controller hook) may set
 `state.stop = True` to end the run early as completed (e.g. a solver that converged).
 
-Hot-path habits: trainer metrics stay tensors until a flush (one host sync per `flush_every`
-steps), divergence is tracked on the device and checked at flushes, rows are written in chunks.
+Hot-path habits: trainer metrics stay tensors (or `Deferred` values such as the accuracy) until a
+flush, which resolves them in one batched transfer per `flush_every` steps; on an accelerator
+divergence is tracked on the device and checked at flushes (on the CPU a check costs nothing, so it
+happens every step); rows are written in chunks. `precision=bf16` runs trainer steps under
+bfloat16 autocast (hooks keep full precision).
 """
 from __future__ import annotations
 
@@ -30,13 +33,33 @@ class Outcome:
     wall_s: float = 0.0
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a `precision` setting (None: full precision)."""
+    from runner.errors import OptrunError
+
+    if precision not in PRECISIONS:
+        raise OptrunError(f"precision: unknown '{precision}' (expected one of: {', '.join(PRECISIONS)})")
+    return PRECISIONS[precision]
+
+
 class Engine:
     def __init__(self, trainer, hooks: list, writer: MetricsWriter, log_every: int = 1, flush_every: int = 100,
-                 progress: bool = True, desc: str = "optrun", checkpointer=None, on_flush=None):
+                 progress: bool = True, desc: str = "optrun", checkpointer=None, on_flush=None,
+                 precision: str = "fp32"):
         self.trainer, self.hooks, self.writer = trainer, list(hooks), writer
         self.log_every, self.flush_every = max(int(log_every), 1), max(int(flush_every), 1)
         self.progress, self.desc = progress, desc
         self.checkpointer, self.on_flush = checkpointer, on_flush
+        self.autocast_dtype = autocast_dtype(precision)  # trainer steps only: hooks measure in full precision
+
+    def _step(self, state: TrainState) -> dict:
+        if self.autocast_dtype is None:
+            return self.trainer.step(state)
+        with torch.autocast(state.device.type, dtype=self.autocast_dtype):
+            return self.trainer.step(state)
 
     def _row(self, state: TrainState, t0: float, metrics: dict) -> dict:
         return {"step": state.step, "task": state.task, "time_s": round(time.perf_counter() - t0, 6), **metrics}
@@ -109,10 +132,11 @@ class Engine:
                     due = [h for h in self.hooks if h.due(state.step + 1, **event)]
                     for h in due:
                         h.before_step(state)
-                    metrics = self.trainer.step(state)
+                    metrics = self._step(state)
                     state.step += 1
-                    nonfinite |= ~torch.isfinite(torch.as_tensor(metrics["loss"]))
-                    if check_each_step and bool(nonfinite):
+                    if not check_each_step:
+                        nonfinite |= ~torch.isfinite(torch.as_tensor(metrics["loss"]))
+                    elif not math.isfinite(float(metrics["loss"])):
                         self.writer.add(self._row(state, t0, metrics))
                         return self._diverged(state, bar, t0)
                     state.phase_end = last_of_phase or state.stop

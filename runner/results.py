@@ -192,6 +192,38 @@ def _parse(text: str):
             return text
 
 
+class Deferred:
+    """A logged value computed when the writer flushes, batched over every pending row: the hot path
+    keeps its inputs (tensors, no host sync, no extra small ops) and `resolve_all` turns many of
+    them into floats at once."""
+
+    @classmethod
+    def resolve_all(cls, items: list) -> list[float]:
+        raise NotImplementedError
+
+
+class PercentEqual(Deferred):
+    """Percent of entries where `pred == target` (classification accuracy from argmax predictions)."""
+
+    __slots__ = ("pred", "target")
+
+    def __init__(self, pred: torch.Tensor, target: torch.Tensor):
+        self.pred, self.target = pred, target
+
+    @classmethod
+    def resolve_all(cls, items: list["PercentEqual"]) -> list[float]:
+        out: list[float] = [math.nan] * len(items)
+        groups: dict[tuple, list[int]] = {}
+        for i, it in enumerate(items):  # equal shapes stack (an epoch's last batch may be smaller)
+            groups.setdefault((tuple(it.pred.shape), it.pred.device), []).append(i)
+        for idx in groups.values():
+            pred = torch.stack([items[i].pred for i in idx]).flatten(1)
+            target = torch.stack([items[i].target for i in idx]).flatten(1)
+            for i, v in zip(idx, ((pred == target).float().mean(1) * 100.0).tolist()):
+                out[i] = v
+        return out
+
+
 class MetricsWriter:
     """Buffered CSV rows with columns `step, task, time_s, <metrics...>` in first-seen order."""
 
@@ -208,11 +240,25 @@ class MetricsWriter:
         self.pending.append(row)
 
     def resolve_pending(self) -> list[dict]:
-        """Turn tensor values of pending rows into Python numbers (one host sync per flush)."""
+        """Turn tensor and `Deferred` values of pending rows into Python numbers: one batched
+        computation per kind and one host transfer per (device, dtype), not one per value."""
+        deferred: dict[type, list] = {}
+        scalars: dict[tuple, list] = {}
         for row in self.pending:
             for k, v in row.items():
-                if isinstance(v, torch.Tensor):
-                    row[k] = v.item()
+                if isinstance(v, Deferred):
+                    deferred.setdefault(type(v), []).append((row, k))
+                elif isinstance(v, torch.Tensor):
+                    if v.dim() == 0:
+                        scalars.setdefault((v.device, v.dtype), []).append((row, k))
+                    else:
+                        row[k] = v.item()
+        for kind, slots in deferred.items():
+            for (row, k), value in zip(slots, kind.resolve_all([row[k] for row, k in slots])):
+                row[k] = value
+        for slots in scalars.values():
+            for (row, k), value in zip(slots, torch.stack([row[k] for row, k in slots]).tolist()):
+                row[k] = value
         return self.pending
 
     def flush(self) -> None:
@@ -246,7 +292,8 @@ class MetricsWriter:
 
     def restore(self, n_rows: int, columns: list[str]) -> None:
         """Resume: keep the header and the first `n_rows` rows of metrics.csv (those a checkpoint
-        covers), drop any rows logged after it, and reload them so later rewrites are identical."""
+        covers), drop any rows logged after it, and reload them so later rewrites are identical.
+        Columns first logged after the checkpoint (the header only ever grows) are dropped too."""
         try:
             with open(self.path, newline="") as f:
                 reader = csv.reader(f)
@@ -255,11 +302,11 @@ class MetricsWriter:
         except (OSError, StopIteration) as e:
             raise OptrunError(f"cannot resume: {self.path} is missing or empty ({type(e).__name__}); "
                               "rerun with restart=true to start from scratch") from None
-        if header != list(columns) or len(rows) < n_rows:
+        if header[:len(columns)] != list(columns) or len(rows) < n_rows:
             raise OptrunError(f"cannot resume: {self.path} does not match its checkpoint "
                               f"({len(rows)} of {n_rows} rows); rerun with restart=true to start from scratch")
         self.columns = list(columns)
-        self.written = [{c: _parse(v) for c, v in zip(header, r) if v != ""} for r in rows]
+        self.written = [{c: _parse(v) for c, v in zip(columns, r) if v != ""} for r in rows]
         self.header_written = True
         self.pending = []
         self._rewrite(self.written)

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-STREAMS = ("data", "init", "batch", "probe", "replay")
+STREAMS = ("data", "init", "batch", "probe", "replay", "solver")
 
 
 def stream_seed(seed: int, stream: str) -> int:

@@ -32,3 +32,25 @@ def make_cfg():
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("OPTRUN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors (solver tests): one torch thread, as the solver experiments' `threads: 1`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def solver_state():
+    """solver_state(seed) -> a model-free TrainState with every seed stream, as `dispatch.build` makes."""
+    from runner import seeding
+    from runner.trainers.base import TrainState
+
+    def _make(seed: int = 0):
+        return TrainState(model=None, optimizer=None, scheduler=None, data=None, device=torch.device("cpu"),
+                          seed=seed, generators={s: seeding.generator(seed, s) for s in seeding.STREAMS})
+
+    return _make

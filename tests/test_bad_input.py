@@ -40,6 +40,7 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     (["trainer.lrr=1"], "trainer.lrr: unknown key"),
     (["optimizer.lr=abc"], "optimizer.lr='abc': expected a number"),
     (["results_dir=/etc/passwd/sub"], "results_dir=/etc/passwd/sub: cannot write there"),
+    (["log_every=1,2"], "log_every=1,2: a sweep needs -m"),
 ])
 def test_config_mistakes_are_caught_before_anything_runs(overrides, fragment, tmp_path):
     code, out, err = run_cli([*overrides, f"hydra.run.dir={tmp_path}/x"]) if "results_dir" not in overrides[0] \

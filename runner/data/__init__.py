@@ -52,7 +52,7 @@ class ContinualData:
 
 def load(name: str, seed: int = 0, **kwargs) -> Dataset:
     """Load a registered data set by name (see `LOADERS`)."""
-    from runner.data import embedded, synthetic, vision  # noqa: F401  (registration side effects)
+    from runner.data import embedded, regression, synthetic, vision  # noqa: F401  (registration side effects)
     from runner.errors import OptrunError
 
     if name not in LOADERS:

@@ -45,6 +45,7 @@ class ContinualEval(Hook):
         self.sizes = sizes
         self.ends = torch.tensor(sizes).cumsum(0).tolist()
         self.segment = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).to(self.y.device)
+        self.sizes_t = torch.tensor(sizes, dtype=torch.float64, device=self.y.device)
         self.tracker = ContinualMetrics(data.n_tasks, self.windows)
 
     def accuracies(self, model: torch.nn.Module, seen: int) -> list[float]:
@@ -54,8 +55,7 @@ class ContinualEval(Hook):
             pred = torch.cat([model(self.x[i:min(i + self.batch_size, n)]).argmax(-1) for i in range(0, n, self.batch_size)])
         correct = (pred == self.y[:n]).double()
         hits = torch.zeros(seen, dtype=torch.float64, device=correct.device).index_add_(0, self.segment[:n], correct)
-        sizes = torch.tensor(self.sizes[:seen], device=correct.device)
-        return (hits / sizes * 100.0).tolist()
+        return (hits / self.sizes_t[:seen] * 100.0).tolist()
 
     def __call__(self, state) -> dict:
         seen = state.task or 1

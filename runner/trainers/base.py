@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 from runner.errors import OptrunError
+from runner.results import PercentEqual
 
 
 @dataclass
@@ -80,6 +81,18 @@ class IndexSampler:
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Percent correct, as a 0-d tensor (no host sync)."""
     return (logits.argmax(dim=-1) == y).float().mean() * 100.0
+
+
+def logged_accuracy(logits: torch.Tensor, y: torch.Tensor) -> PercentEqual:
+    """Percent correct for a metrics row: one argmax now, the rest batched over rows at the flush."""
+    return PercentEqual(logits.argmax(dim=-1), y)
+
+
+def ensure_train_mode(model: torch.nn.Module) -> None:
+    """`model.train()` unless it is already in training mode (hooks restore the modes they change),
+    which spares a walk over every submodule on each step."""
+    if not model.training:
+        model.train()
 
 
 def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | None = None,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from runner.data import ContinualData
 from runner.errors import OptrunError
-from runner.trainers.base import IndexSampler, Phase, TrainState, accuracy, apply_update
+from runner.trainers.base import IndexSampler, Phase, TrainState, apply_update, ensure_train_mode, logged_accuracy
 from runner.trainers.replay import ReplayBuffer
 
 METHODS = ("finetune", "er", "joint")
@@ -74,7 +74,7 @@ class ContinualTrainer:
     def step(self, state: TrainState) -> dict:
         idx = self.sampler.next()
         x, y = self.x[idx], self.y[idx]
-        state.model.train()
+        ensure_train_mode(state.model)
         replay = self.method == "er" and self.replay_sampler is not None
         if replay:
             ridx = self.replay_sampler.next()
@@ -90,7 +90,7 @@ class ContinualTrainer:
             scale = self.lw_new if (self.method == "er" and self.scale_first_task) else 1.0
             loss = scale * loss_new
         apply_update(state, loss)
-        out = {"loss": loss.detach(), "loss_new": loss_new.detach(), "train_acc": accuracy(new_logits.detach(), y)}
+        out = {"loss": loss.detach(), "loss_new": loss_new.detach(), "train_acc": logged_accuracy(new_logits.detach(), y)}
         if replay:
             out["loss_mem"] = loss_mem.detach()
         return out

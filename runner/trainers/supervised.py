@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from runner.errors import OptrunError
-from runner.trainers.base import IndexSampler, Phase, TrainState, accuracy, apply_update
+from runner.trainers.base import IndexSampler, Phase, TrainState, apply_update, ensure_train_mode, logged_accuracy
 
 LOSSES = ("ce", "mse", "corr")
 
@@ -68,7 +68,7 @@ class SupervisedTrainer:
             idx = self.sampler.next()
             x, y = d.x_train[idx], d.y_train[idx]
         state.extras["batch"] = (x, y)
-        state.model.train()
+        ensure_train_mode(state.model)
         out = state.model(x)
         loss = loss_fn(self.loss, out, y, self.temperature)
 
@@ -82,7 +82,7 @@ class SupervisedTrainer:
         apply_update(state, loss, self.clip_grad_norm, closure)
         metrics = {"loss": loss.detach()}
         if not y.is_floating_point():
-            metrics["train_acc"] = accuracy(out.detach(), y)
+            metrics["train_acc"] = logged_accuracy(out.detach(), y)
         return metrics
 
     def state_dict(self) -> dict:

@@ -1,0 +1,18 @@
+"""Training-loop overhead on the CPU: optrun's supervised engine (the real `build` + `Engine`, progress
+off, default logging) vs a bare hand-written loop over tensors in memory (the floor) vs the usual
+`DataLoader(TensorDataset)` loop. MLP on MNIST-1D and a small CNN on digits, batch 64, same steps,
+same model, optimizer and data; sides interleaved. Targets: >= 0.9x the bare loop's steps/s and
+>= 3x the DataLoader loop's."""
+from __future__ import annotations
+
+from bench.common import compare_loops
+from runner.bench import set_threads
+
+
+def run(quick: bool = False) -> None:
+    set_threads()
+    compare_loops("loop/", "cpu", steps=100 if quick else 500, repeats=2 if quick else 5, warmup=1)
+
+
+if __name__ == "__main__":
+    run()

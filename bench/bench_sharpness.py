@@ -1,0 +1,249 @@
+"""Sharpness hook against PyHessian and plain Hutchinson, on the same model, batch and machine.
+
+Models: a tanh MLP (64-100-100-10) and a small ReLU CNN on 1,000 digits images, cross-entropy,
+trained for a while (float32, as in training). Exact references come from all P Hessian columns in
+float64 (lambda_max by Lanczos to residual 1e-10; trace and Frobenius norm summed over the columns).
+
+Rows (`results/bench/summary.csv`, ratio = ours / reference):
+- `sharpness/lmax_time_vs_pyhessian/<m>`: a cold lambda_max (tol 1e-3) vs PyHessian's
+  `hessian(...)` + `eigenvalues()` (its defaults: maxIter 100, tol 1e-3), interleaved; target <= 0.5.
+- `sharpness/lmax_error/<m>`: our max relative error over seeds vs the 1e-4 target (<= 1), and
+  `sharpness/lmax_error_vs_pyhessian/<m>`: ours vs PyHessian's max error.
+- `sharpness/lmax_time_vs_pyhessian_tol1e-6/<m>`: the same at (about) equal accuracy, PyHessian's
+  tolerance tightened to 1e-6.
+- `sharpness/lmax_warm_hvps/<m>`: the most products a warm-started call took during training
+  (hook every 10 SGD steps) vs the target 8.
+- `sharpness/trace_max_error/<m>`: max trace error over seeds of the default estimator vs 2 %.
+- `sharpness/trace_hvps_vs_hutchinson/<m>`: our products vs the products plain Hutchinson needs for
+  the same max error over the same number of seeds (from its exact per-probe variance
+  2(||H||_F^2 - sum H_ii^2) and the expected maximum of |N(0,1)| over the seeds); target <= 0.2.
+- `sharpness/trace_time_vs_pyhessian/<m>` and `sharpness/trace_error_vs_pyhessian/<m>`.
+- `sharpness/hvp_cost/<m>` (and `hvp_cost_jvp`): one product vs one forward+backward of the batch.
+PyHessian (GPL-3, `pip install -e .[bench]`) runs on a deep copy in isolation: it writes `.grad`
+and leaves the model in eval mode. If it is missing, its rows are skipped with a printed note.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from runner.bench import interleaved, record
+from runner.curvature.estimators import lanczos
+from runner.curvature.hvp import HessianOperator, probe_mode
+from runner.data import load
+from runner.hooks.sharpness import Sharpness
+from runner.models.cnn import CNN
+from runner.trainers.supervised import loss_fn
+
+CE = lambda out, y: loss_fn("ce", out, y)  # noqa: E731
+MODELS = {
+    "mlp": lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 100), nn.Tanh(), nn.Linear(100, 100), nn.Tanh(),
+                                 nn.Linear(100, 10)),
+    "cnn": lambda: CNN((1, 8, 8), 10, channels=[8, 16], hidden=64),
+}
+
+
+def problem(name: str, n: int = 1000, steps: int = 300):
+    torch.manual_seed(0)
+    d = load("digits", seed=0)
+    x, y = d.x_train[:n], d.y_train[:n]
+    model = MODELS[name]()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(steps):
+        opt.zero_grad()
+        CE(model(x), y).backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return model, x, y
+
+
+def exact(model, x, y, block: int = 64) -> dict:
+    """lambda_max, trace, ||H||_F and sum H_ii^2 in float64 from all Hessian columns."""
+    m64, x64 = copy.deepcopy(model).double(), x.double()
+    with probe_mode(m64):
+        op = HessianOperator(m64, CE, x64, y, vector_batch=block)
+        tr = fro2 = diag2 = 0.0
+        for i in range(0, op.dim, block):
+            eye = torch.zeros(min(block, op.dim - i), op.dim, dtype=torch.float64)
+            eye[torch.arange(len(eye)), torch.arange(i, i + len(eye))] = 1.0
+            cols = op(eye)
+            d = cols[torch.arange(len(eye)), torch.arange(i, i + len(eye))]
+            tr, fro2, diag2 = tr + float(d.sum()), fro2 + float((cols * cols).sum()), diag2 + float((d * d).sum())
+        g = torch.Generator().manual_seed(123)
+        res = lanczos(op, torch.randn(op.dim, generator=g, dtype=torch.float64), tol=1e-10, max_iter=300)
+    return {"lmax": float(res.values[0]), "trace": tr, "fro": math.sqrt(fro2), "diag2": diag2, "dim": op.dim}
+
+
+def fwd_bwd_time(model, x, y, repeats: int) -> float:
+    def step():
+        model.zero_grad(set_to_none=True)
+        CE(model(x), y).backward()
+    step()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    model.zero_grad(set_to_none=True)
+    return (time.perf_counter() - t) / repeats
+
+
+def hvp_time(model, x, y, mode: str, repeats: int) -> float:
+    with probe_mode(model):
+        op = HessianOperator(model, CE, x, y, hvp=mode)
+        v = torch.randn(op.dim)
+        op(v)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            op(v)
+        return (time.perf_counter() - t) / repeats
+
+
+def ours_lmax(model, x, y, seed: int) -> tuple[float, int]:
+    hook = Sharpness(estimator="none", warm_start=False)
+    hook.generator = torch.Generator().manual_seed(seed)
+    m = hook.measure(model, x, y)
+    return m["lambda_max"], m["lanczos_hvps"]
+
+
+def ours_trace(model, x, y, seed: int) -> tuple[float, int]:
+    hook = Sharpness(warm_start=False)
+    hook.generator = torch.Generator().manual_seed(seed)
+    m = hook.measure(model, x, y)
+    return m["trace"], m["curvature_hvps"]
+
+
+def pyhessian_calls():
+    """(eigenvalue(model, x, y, seed), trace(model, x, y, seed)) with product counting, or None."""
+    try:
+        import importlib
+
+        ph = importlib.import_module("pyhessian.hessian")  # the module (the package re-exports a class of that name)
+    except ImportError:
+        return None
+    count = {"n": 0}
+    inner = ph.hessian_vector_product
+
+    def counting(gradsH, params, v):
+        count["n"] += 1
+        return inner(gradsH, params, v)
+
+    ph.hessian_vector_product = counting
+
+    def eig(model, x, y, seed, tol=1e-3):
+        torch.manual_seed(seed)
+        count["n"] = 0
+        h = ph.hessian(copy.deepcopy(model), nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+        return h.eigenvalues(tol=tol)[0][0], count["n"]
+
+    def trace(model, x, y, seed):
+        torch.manual_seed(seed)
+        count["n"] = 0
+        h = ph.hessian(copy.deepcopy(model), nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+        samples = h.trace()
+        return float(statistics.mean(samples)), count["n"]
+
+    return eig, trace
+
+
+def expected_max_abs_normal(k: int, draws: int = 20000) -> float:
+    g = torch.Generator().manual_seed(0)
+    return float(torch.randn(draws, k, generator=g, dtype=torch.float64).abs().max(1).values.mean())
+
+
+def warm_hvps(steps: int) -> list[int]:
+    """Products per warm-started call in a real training run (hook every 10 SGD steps, MLP, digits)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from runner.config_check import CONF_DIR
+    from runner.dispatch import build
+    from runner.engine import Engine
+    from runner.results import MetricsWriter
+    import pandas as pd
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose("config", overrides=["progress=false", "device=cpu", f"trainer.steps={steps}",
+                                           "model.hidden=[100,100]", "model.activation=tanh", "hooks=[sharpness]",
+                                           "hooks.sharpness.every=10", "hooks.sharpness.estimator=none"])
+    GlobalHydra.instance().clear()
+    state, trainer, hooks = build(cfg)
+    out = Path(tempfile.mkdtemp(prefix="bench-sharpness-")) / "metrics.csv"
+    Engine(trainer, hooks, MetricsWriter(out), progress=False).run(state)
+    return pd.read_csv(out).lanczos_hvps.dropna().astype(int).tolist()[1:]  # the first call is cold
+
+
+def run(quick: bool = False) -> None:
+    seeds = 3 if quick else 10
+    reps = 5 if quick else 20
+    ph = pyhessian_calls()
+    if ph is None:
+        print("bench_sharpness: PyHessian is not installed (pip install -e .[bench]); its rows are skipped")
+    for name in (["mlp"] if quick else ["mlp", "cnn"]):
+        model, x, y = problem(name)
+        ref = exact(model, x, y)
+        print(f"bench_sharpness[{name}]: P={ref['dim']} lambda_max={ref['lmax']:.6g} tr={ref['trace']:.6g} "
+              f"||H||_F={ref['fro']:.6g}")
+        # lambda_max: accuracy and time against PyHessian's power iteration
+        ours = [ours_lmax(model, x, y, s) for s in range(seeds)]
+        err = max(abs(v - ref["lmax"]) / ref["lmax"] for v, _ in ours)
+        record(f"sharpness/lmax_error/{name}", err, 1e-4, "max rel. error", "<=1")
+        print(f"  lambda_max ours: max rel err {err:.2e}, products {statistics.mean(n for _, n in ours):.1f}")
+        if ph is not None:
+            eig, trace = ph
+            theirs = [eig(model, x, y, s) for s in range(seeds)]
+            perr = max(abs(v - ref["lmax"]) / ref["lmax"] for v, _ in theirs)
+            record(f"sharpness/lmax_error_vs_pyhessian/{name}", err, perr, "max rel. error", "<=1")
+            ta, tb, _, _ = interleaved(lambda: ours_lmax(model, x, y, 0), lambda: eig(model, x, y, 0), repeats=reps)
+            record(f"sharpness/lmax_time_vs_pyhessian/{name}", ta, tb, "s", "<=0.5")
+            print(f"  lambda_max PyHessian: max rel err {perr:.2e}, products "
+                  f"{statistics.mean(n for _, n in theirs):.1f}; time ours {ta:.4f}s vs {tb:.4f}s")
+            # equal accuracy: PyHessian's tolerance tightened until its error is as small as ours
+            tight = [eig(model, x, y, s, tol=1e-6) for s in range(min(seeds, 3))]
+            terr_ph = max(abs(v - ref["lmax"]) / ref["lmax"] for v, _ in tight)
+            ta, tb, _, _ = interleaved(lambda: ours_lmax(model, x, y, 0), lambda: eig(model, x, y, 0, tol=1e-6),
+                                       repeats=max(reps // 4, 3))
+            record(f"sharpness/lmax_time_vs_pyhessian_tol1e-6/{name}", ta, tb, "s", "<=0.5")
+            print(f"  lambda_max PyHessian tol 1e-6: max rel err {terr_ph:.2e}, products "
+                  f"{statistics.mean(n for _, n in tight):.1f}; time ours {ta:.4f}s vs {tb:.4f}s")
+        # trace: our default estimator against plain Hutchinson's needs and PyHessian's trace()
+        tr = [ours_trace(model, x, y, s) for s in range(seeds)]
+        terr = max(abs(v - ref["trace"]) / ref["trace"] for v, _ in tr)
+        n_ours = tr[0][1]
+        record(f"sharpness/trace_max_error/{name}", terr, 0.02, "max rel. error", "<=1")
+        sigma = math.sqrt(2 * (ref["fro"] ** 2 - ref["diag2"]))  # one Rademacher probe's standard deviation
+        c = expected_max_abs_normal(seeds)
+        need = math.ceil((c * sigma / (max(terr, 1e-12) * ref["trace"])) ** 2)
+        record(f"sharpness/trace_hvps_vs_hutchinson/{name}", n_ours, need, "products", "<=0.2")
+        print(f"  trace ours: max rel err {terr:.2%} with {n_ours} products; plain Hutchinson needs ~{need}")
+        if ph is not None:
+            _, trace = ph
+            theirs = [trace(model, x, y, s) for s in range(seeds)]
+            perr = max(abs(v - ref["trace"]) / ref["trace"] for v, _ in theirs)
+            record(f"sharpness/trace_error_vs_pyhessian/{name}", terr, perr, "max rel. error", "<=1")
+            ta, tb, _, _ = interleaved(lambda: ours_trace(model, x, y, 0), lambda: trace(model, x, y, 0),
+                                       repeats=max(reps // 4, 3))
+            record(f"sharpness/trace_time_vs_pyhessian/{name}", ta, tb, "s")
+            print(f"  trace PyHessian: max rel err {perr:.2%}, products {statistics.mean(n for _, n in theirs):.1f}; "
+                  f"time ours {ta:.3f}s vs {tb:.3f}s")
+        # one product against one forward+backward on the same batch
+        fb = fwd_bwd_time(model, x, y, reps)
+        for mode in ("graph", "jvp"):
+            h = hvp_time(model, x, y, mode, reps)
+            record(f"sharpness/hvp_cost{'' if mode == 'graph' else '_jvp'}/{name}", h, fb, "s", "<=1.5")
+            print(f"  one product ({mode}) = {h / fb:.2f} forward+backward")
+    hv = warm_hvps(200 if quick else 1000)
+    record("sharpness/lmax_warm_hvps/mlp_digits_sgd", max(hv), 8, "products", "<=1")
+    print(f"  warm-started calls during training: mean {statistics.mean(hv):.1f}, max {max(hv)} products")
+
+
+if __name__ == "__main__":
+    import sys
+
+    run(quick="--quick" in sys.argv)

@@ -1,0 +1,57 @@
+"""Claims of "Gradient is All You Need?" on the 2-D canyon (the authors' Fig. 1-2 scripts).
+
+The paper states its point qualitatively (CBO's consensus point finds the global minimizer where
+gradient descent stops in a local one; annealed Langevin is in between); the thresholds are the
+candidate criteria of ../shared/papers/cbo.md. A run of optrun holds 50 independent runs of one
+method; `success_rate` is the percentage of them whose final point lies within 0.5 of x* = 0.
+"""
+from __future__ import annotations
+
+from runner.claims import Claim, cross_run_row
+
+
+def method(cfg: dict) -> str:
+    return cfg["algorithm"]["name"]
+
+
+def on_canyon(cfg: dict) -> bool:
+    return cfg["problem"]["_target_"].endswith("GrandCanyon")
+
+
+def success(df) -> float:
+    return float(df.success_rate.dropna().iloc[-1])
+
+
+def _is(name: str):
+    return lambda cfg: on_canyon(cfg) and method(cfg) == name
+
+
+CLAIMS = [
+    Claim("C1 CBO finds the global minimum", "CBO's consensus point reaches x* (Fig. 1b; calibrated 100%)",
+          "% of runs with |v_alpha - x*| < 0.5 at the end >= 90", lambda df, c: success(df), lambda v: v >= 90,
+          _is("cbo")),
+    Claim("C2 GD gets stuck", "gradient descent stops in a local minimum of the ripples (Fig. 2b)",
+          "% of runs with |x_K - x*| < 0.5 <= 10", lambda df, c: success(df), lambda v: v <= 10, _is("gd")),
+]
+
+
+def _pairs(runs: list, a: str, b: str) -> list[tuple]:
+    done = [r for r in runs if r.status.get("status") == "completed" and on_canyon(r.cfg)]
+    by_seed = {r.cfg.get("seed"): r for r in done if method(r.cfg) == b}
+    return [(r, by_seed[r.cfg.get("seed")]) for r in done if method(r.cfg) == a and r.cfg.get("seed") in by_seed]
+
+
+def cross_run_claims(runs: list) -> list[dict]:
+    """Method against method on the same seed (each side: 50 runs)."""
+    langevin = [success(c.metrics) - success(lg.metrics) for c, lg in _pairs(runs, "cbo", "langevin")]
+    hopping = [success(ch.metrics) - success(gd.metrics) for ch, gd in _pairs(runs, "consensus_hopping", "gd")]
+    return [
+        cross_run_row("X1 Langevin well below CBO",
+                      "annealed Langevin escapes some barriers but is far less reliable than CBO (Fig. 2c; calibrated "
+                      "38% vs 100%)", "CBO success - Langevin success >= 30 points", langevin,
+             lambda v: v >= 30),
+        cross_run_row("X2 CH escapes, GD stuck",
+                      "consensus hopping, a stochastic relaxation of the proximal point method, overcomes barriers "
+                      "that stop GD (Fig. 2a vs 2b)", "CH success - GD success > 0 points", hopping,
+             lambda v: v > 0),
+    ]

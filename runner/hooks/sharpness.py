@@ -1,0 +1,177 @@
+"""Sharpness of the training loss: lambda_max, tr(H), ||H||_F and the stability ratios they feed.
+
+On a fixed probe subset of the training data (seeded, chosen once; the whole set when it is
+smaller than `probe_samples`), with the trainer's own loss, at the current parameters:
+
+- `lambda_max` by Lanczos on Hessian-vector products, warm-started from the previous call's top
+  eigenvector, stopping when the Ritz residual is below `tol * lambda_max` (`lanczos_hvps` logs how
+  many products that took); `lambda_2..lambda_k` when `top_k > 1`.
+- `trace` and `frobenius` with standard errors `trace_se`, `frobenius_se`, by Rademacher probes on
+  the part of H the Lanczos basis leaves out (`estimator: lanczos`, the default: the basis is run to
+  `deflate` vectors and its projection is exact), or by Hutch++ / plain Hutchinson with a budget of
+  `probes` products. `estimator: none` logs lambda_max only. `curvature_hvps` counts every product.
+- the thresholds the stability papers compare against, with eta = `state.lr` (the step size the
+  optimizer uses next): `lr`, `two_over_lr`, `gd_ratio` = eta*lambda_max/2 (GD is linearly stable
+  at a minimum only if <= 1), `trace_ratio` = eta*tr(H)/2 (SGD with batch size 1: Wu & Su 2023,
+  tr(H) <= 2/eta), and `sgd_ratio` = p_B*eta*tr(H)/2 with p_B = (n-B)/(B(n-1)), the batch-size
+  dependent version: for B = 1 it is the paper's condition, for full batch it constrains nothing.
+  (p_B weights the single-sample step in the mixture that has the same mean-square stability as
+  B-batch SGD, Mulayoff & Michaeli 2023; for B > 1 this is our derivation, exact when the
+  per-sample Hessians are rank one with equal traces, not a statement verified in the paper.)
+
+The hook never changes training: dropout off, BatchNorm per `batchnorm` without touching its
+buffers, no `.grad` writes, train/eval flags restored, random numbers from its own generator (seeded
+once from `state.generators["probe"]`). Momentum changes the GD/SGD thresholds; the ratios assume
+plain (S)GD.
+
+Reuse outside the hook: `runner.curvature.hvp.HessianOperator` (H v on any batch) and
+`runner.curvature.estimators` (`lanczos`, `lanczos_deflated`, `hutchpp`, `trace_frobenius`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from runner.curvature.estimators import hutchpp, lanczos, lanczos_deflated, trace_frobenius
+from runner.curvature.hvp import BATCHNORM_MODES, HVP_MODES, HessianOperator, probe_mode
+from runner.errors import OptrunError
+from runner.hooks.base import Hook
+from runner.trainers.supervised import LOSSES, loss_fn
+
+ESTIMATORS = ("lanczos", "hutchpp", "hutchinson", "none")
+
+
+def sgd_noise_weight(n: int, batch_size: int | None) -> float:
+    """p_B = (n - B) / (B (n - 1)): 1 for B = 1, 0 for full batch (sampling without replacement)."""
+    b = n if batch_size is None else min(int(batch_size), n)
+    return (n - b) / (b * (n - 1)) if n > 1 else 0.0
+
+
+class Sharpness(Hook):
+    name = "sharpness"
+
+    def __init__(self, every: int = 100, at_start: bool = True, at_phase_end: bool = True, at_end: bool = True,
+                 log_points: int = 0, loss: str = "ce", batch_size: int | None = None,
+                 probe_samples: int | None = 1000, tol: float = 1e-3, max_iter: int = 100, top_k: int = 1,
+                 warm_start: bool = True, estimator: str = "lanczos", probes: int = 40, deflate: int = 20,
+                 hvp: str = "graph", vector_batch: int = 16, chunk_size: int | None = None,
+                 batchnorm: str = "eval", prefix: str = ""):
+        super().__init__(every=every, at_start=at_start, at_phase_end=at_phase_end, at_end=at_end)
+        key = f"hooks.{self.name}"
+        checks = [(loss in LOSSES, "loss", f"one of {', '.join(LOSSES)}", loss),
+                  (estimator in ESTIMATORS, "estimator", f"one of {', '.join(ESTIMATORS)}", estimator),
+                  (hvp in HVP_MODES, "hvp", f"one of {', '.join(HVP_MODES)}", hvp),
+                  (batchnorm in BATCHNORM_MODES, "batchnorm", f"one of {', '.join(BATCHNORM_MODES)}", batchnorm),
+                  (0 < tol < 1, "tol", "a number in (0, 1)", tol),
+                  (top_k >= 1 and max_iter >= top_k, "top_k", "1 <= top_k <= max_iter", top_k),
+                  (probes >= 2 or estimator == "none", "probes", "an integer >= 2", probes),
+                  (probe_samples is None or probe_samples > 0, "probe_samples", "a positive integer or null",
+                   probe_samples),
+                  (log_points >= 0, "log_points", "an integer >= 0", log_points)]
+        for ok, k, expected, got in checks:
+            if not ok:
+                raise OptrunError(f"{key}.{k}: expected {expected}, got {got!r}")
+        self.loss, self.batch_size, self.probe_samples = loss, batch_size, probe_samples
+        self.tol, self.max_iter, self.top_k, self.warm_start = tol, max_iter, top_k, warm_start
+        self.estimator, self.probes, self.deflate = estimator, probes, deflate
+        self.hvp, self.vector_batch, self.chunk_size, self.batchnorm = hvp, vector_batch, chunk_size, batchnorm
+        self.log_points, self.prefix = log_points, prefix
+        self.log_steps: set[int] = set()
+        self.v_prev: torch.Tensor | None = None
+        self.seed = 0
+        self.generator: torch.Generator | None = None
+        self._probe: dict = {}
+
+    # -- schedule: every k steps, and/or `log_points` log-spaced steps over the run, and events
+    def due(self, step: int, **event) -> bool:
+        return super().due(step, **event) or (not event.get("start") and step in self.log_steps)
+
+    def setup(self, state) -> None:
+        if state.model is None:
+            raise OptrunError("hooks=sharpness needs a model (this run has model=none)")
+        if self.log_points and state.total_steps:
+            pts = np.geomspace(1, state.total_steps, self.log_points)
+            self.log_steps = {int(round(p)) for p in pts}
+        g = state.generators["probe"]
+        self.seed = int(torch.randint(0, 2**62, (1,), generator=g, device=g.device))
+        self.generator = torch.Generator(device=state.device)
+        self.generator.manual_seed(self.seed)
+        self._probe = {}
+
+    def _train_split(self, state):
+        data = state.data
+        if hasattr(data, "tasks"):  # continual: the current task's training data
+            data = data.tasks[(state.task or 1) - 1]
+        return data.x_train, data.y_train
+
+    def probe_batch(self, state) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The fixed probe subset for the current task (drawn once) and the training-set size n."""
+        key = state.task
+        if key not in self._probe:
+            x, y = self._train_split(state)
+            n = len(y)
+            if self.probe_samples is not None and n > self.probe_samples:
+                # a generator of its own per task: the subset does not depend on the probes drawn before (resume)
+                g = torch.Generator().manual_seed((self.seed + 7919 * (key or 0)) % 2**63)
+                idx = torch.randperm(n, generator=g)[: self.probe_samples].sort().values.to(y.device)
+                x, y = x[idx], y[idx]
+            self._probe[key] = (x, y, n)
+        return self._probe[key]
+
+    def _start_vector(self, dim: int, dtype, device) -> torch.Tensor:
+        if self.warm_start and self.v_prev is not None and self.v_prev.numel() == dim:
+            return self.v_prev.to(device=device, dtype=dtype)
+        return torch.randn(dim, generator=self.generator, device=self.generator.device).to(device=device, dtype=dtype)
+
+    def measure(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+        """Curvature metrics of `model` on (x, y); updates the warm start. Usable without a state."""
+        kind = self.loss
+        if self.generator is None:  # used outside the engine: a fixed default stream
+            self.generator = torch.Generator(device=x.device)
+            self.generator.manual_seed(0)
+        with probe_mode(model, self.batchnorm):
+            op = HessianOperator(model, lambda out, t: loss_fn(kind, out, t), x, y, hvp=self.hvp,
+                                 chunk_size=self.chunk_size, vector_batch=self.vector_batch)
+            min_iter = self.deflate if self.estimator == "lanczos" else 1
+            res = lanczos(op, self._start_vector(op.dim, op.dtype, op.device), k=self.top_k, tol=self.tol,
+                          max_iter=max(self.max_iter, min_iter), min_iter=min_iter)
+            out = {"lambda_max": float(res.values[0]), "lanczos_hvps": res.converged_at}
+            out.update({f"lambda_{i + 1}": float(v) for i, v in enumerate(res.values[1:], start=1)})
+            opts = dict(dtype=op.dtype, device=op.device)
+            est = None
+            if self.estimator == "lanczos":
+                est = lanczos_deflated(op, res, self.probes, self.generator, **opts)
+            elif self.estimator == "hutchpp":
+                est = hutchpp(op, op.dim, self.probes, self.generator, **opts)
+            elif self.estimator == "hutchinson":
+                est = trace_frobenius(op, op.dim, self.probes, self.generator, **opts)
+            if est is not None:
+                out.update(trace=est.trace, trace_se=est.trace_se, frobenius=est.frobenius,
+                           frobenius_se=est.frobenius_se)
+            out["curvature_hvps"] = op.n_matvec
+            op.release()
+        self.v_prev = res.vectors[0].detach()
+        return out
+
+    def __call__(self, state) -> dict:
+        x, y, n = self.probe_batch(state)
+        out = self.measure(state.model, x, y)
+        if state.optimizer is not None:
+            eta = float(state.lr)
+            out.update(lr=eta, two_over_lr=2.0 / eta if eta > 0 else math.inf,
+                       gd_ratio=eta * out["lambda_max"] / 2)
+            if "trace" in out:
+                out["trace_ratio"] = eta * out["trace"] / 2
+                out["sgd_ratio"] = sgd_noise_weight(n, self.batch_size) * out["trace_ratio"]
+        return {f"{self.prefix}{k}": v for k, v in out.items()}
+
+    def state_dict(self) -> dict:
+        return {"v_prev": self.v_prev, "generator": None if self.generator is None else self.generator.get_state()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.v_prev = sd.get("v_prev")
+        if sd.get("generator") is not None and self.generator is not None:
+            self.generator.set_state(sd["generator"])
+

@@ -1,0 +1,196 @@
+"""sgd_stability: the sharpness hook in training, its models and data, claims and figures."""
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from experiments.sgd_stability import claims as C
+from experiments.sgd_stability.plots import plot_report
+from runner.data import load
+from runner.dispatch import build, execute
+from runner.engine import Engine
+from runner.errors import OptrunError
+from runner.hooks.sharpness import Sharpness, sgd_noise_weight
+from runner.models.diagonal import DiagonalLinear
+from runner.models.two_layer_relu import TwoLayerReLU
+from runner.results import MetricsWriter
+from runner.trainers.supervised import loss_fn
+
+DLN = ["experiment=sgd_stability", "device=cpu", "trainer.steps=60", "schedule.total_iters=20",
+       "hooks.sharpness.every=20", "hooks.evaluate.every=20"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _train(cfg, tmp_path, name):
+    state, trainer, hooks = build(cfg)
+    Engine(trainer, hooks, MetricsWriter(tmp_path / f"{name}.csv"), progress=False).run(state)
+    return state, pd.read_csv(tmp_path / f"{name}.csv")
+
+
+@pytest.mark.parametrize("overrides", [
+    ["trainer.steps=30", "model=cnn", "model.batch_norm=true", "model.channels=[4,8]", "trainer.batch_size=32"],
+    DLN + ["trainer.steps=30"],  # the experiment also configures hooks.evaluate: left unselected, it is ignored
+])
+def test_sharpness_hook_does_not_change_training(make_cfg, tmp_path, overrides):
+    """Same parameters and BatchNorm statistics with and without the hook (every 10 steps)."""
+    with_hook, df = _train(make_cfg(*overrides, "hooks=[sharpness]", "hooks.sharpness.every=10",
+                                    "hooks.sharpness.probes=4", "hooks.sharpness.deflate=4",
+                                    "hooks.sharpness.probe_samples=128"), tmp_path, "a")
+    without, _ = _train(make_cfg(*overrides, "hooks=[]"), tmp_path, "b")
+    a, b = with_hook.model.state_dict(), without.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert df.lambda_max.notna().sum() == 4  # steps 0, 10, 20, 30
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in with_hook.model.parameters())
+
+
+def test_hook_logs_thresholds_from_the_optimizer(make_cfg, tmp_path):
+    state, df = _train(make_cfg(*DLN), tmp_path, "m")
+    rows = df.dropna(subset=["lambda_max"])
+    assert rows.step.tolist() == [0, 20, 40, 60]
+    assert {"trace", "trace_se", "frobenius", "frobenius_se", "lanczos_hvps", "curvature_hvps", "gd_ratio",
+            "trace_ratio", "sgd_ratio", "two_over_lr"} <= set(df.columns)
+    lr = 0.02
+    assert rows.lr.iloc[-1] == pytest.approx(lr) and rows.lr.iloc[0] == pytest.approx(lr * 0.01)  # warm-up
+    assert (rows.two_over_lr * rows.lr).tolist() == pytest.approx([2.0] * 4)
+    assert rows.gd_ratio.tolist() == pytest.approx((rows.lr * rows.lambda_max / 2).tolist())
+    assert rows.sgd_ratio.tolist() == pytest.approx(rows.trace_ratio.tolist())  # batch size 1
+    assert (rows.curvature_hvps == 60).all()
+    assert {"train_loss", "test_loss", "param_norm", "beta_l1", "effective_scale"} <= set(df.columns)
+
+
+def test_sgd_noise_weight_and_full_batch():
+    assert sgd_noise_weight(40, 1) == 1.0 and sgd_noise_weight(40, None) == 0.0 and sgd_noise_weight(40, 40) == 0.0
+    assert sgd_noise_weight(101, 10) == pytest.approx(91 / 1000)
+
+
+def test_log_spaced_schedule_and_bad_options(make_cfg, tmp_path):
+    h = Sharpness(every=0, log_points=5, at_start=False)
+    h.setup(SimpleNamespace(model=torch.nn.Linear(2, 1), total_steps=1000, device=torch.device("cpu"),
+                            generators={"probe": torch.Generator().manual_seed(0)}))
+    assert sorted(h.log_steps) == [1, 6, 32, 178, 1000]
+    assert h.due(178) and not h.due(177)
+    with pytest.raises(OptrunError, match="hooks.sharpness.estimator"):
+        Sharpness(estimator="hutch")
+    with pytest.raises(OptrunError, match="hooks.sharpness.tol"):
+        Sharpness(tol=2)
+    cfg = make_cfg("experiment=sgd_stability", "hooks.sharpness.hvp=nope")
+    with pytest.raises(OptrunError, match="hooks.sharpness.hvp: expected one of graph, jvp"):
+        execute(cfg, tmp_path / "bad")
+
+
+def test_setups_compose(make_cfg):
+    for setup, target in (("dln", "diagonal"), ("relu", "two_layer"), ("eos", "mlp")):
+        cfg = make_cfg("experiment=sgd_stability", f"sgd_stability={setup}")
+        assert cfg.setup == setup and target in cfg.model._target_ and cfg.trainer.loss == "mse"
+        assert cfg.hooks.sharpness.loss == "mse"
+    eos = make_cfg("experiment=sgd_stability", "sgd_stability=eos")
+    assert eos.schedule is None or "LinearLR" not in str(eos.schedule.get("_target_"))
+    paper = make_cfg("experiment=sgd_stability", "scale=paper")
+    assert paper.dataset.dim == 1000 and paper.device == "cuda"
+
+
+def test_models_and_data():
+    d = load("sparse_regression", seed=3, dim=20, n_train=8, n_test=16, active=2)
+    assert d.x_train.shape == (8, 20) and d.y_train.shape == (8, 1) and d.n_classes == 1
+    assert torch.allclose(d.y_test[:, 0], d.x_test[:, :2].sum(1), atol=1e-5)
+    assert torch.equal(load("sparse_regression", seed=3, dim=20, n_train=8, n_test=16, active=2).x_train, d.x_train)
+    with pytest.raises(OptrunError, match="dataset.active"):
+        load("sparse_regression", dim=5, active=6)
+    t = load("relu_teacher", seed=0, dim=4, n_train=10, n_test=5, neurons=2)
+    assert t.y_train.shape == (10, 1)
+    m = DiagonalLinear((20,), 1, init_scale=0.5)
+    assert torch.equal(m(d.x_train), torch.zeros(8, 1)) and m.norms()["effective_scale"] == pytest.approx(0.5)
+    with torch.no_grad():
+        m.u[0, 0] = 1.0
+    assert m.norms()["beta_l1"] == pytest.approx(0.75)
+    r = TwoLayerReLU((4,), 1, width=3)
+    with torch.no_grad():
+        r.hidden.weight.fill_(1.0), r.hidden.bias.fill_(0.0), r.out.weight.fill_(-2.0)
+    assert r.norms()["path_norm"] == pytest.approx(3 * 2 * 2.0)
+    # MSE on class labels regresses on one-hot targets
+    out = torch.zeros(2, 3)
+    assert float(loss_fn("mse", out, torch.tensor([0, 2]))) == pytest.approx(2 / 6)
+
+
+def _eos_frame(ratios, losses):
+    steps = list(range(0, 20 * len(ratios), 20))
+    return pd.DataFrame({"step": steps, "lambda_max": [r * 2.0 for r in ratios], "two_over_lr": 2.0,
+                         "loss": losses})
+
+
+def test_eos_measures():
+    df = _eos_frame([0.5, 0.8, 0.95, 1.1, 1.0, 1.05], [5, 4, 3, 3.5, 2, 2.5])
+    assert C.eos_crossing(df) == 40
+    assert C.eos_mean_after(df) == pytest.approx((1.1 + 1.0 + 1.05) / 3)
+    assert C.loss_rise_fraction(df) == pytest.approx(2 / 3)
+    assert math.isnan(C.eos_crossing(_eos_frame([0.5, 0.6], [2, 1])))
+
+
+def _run(setup, lr, batch, trace, test, norm, seed=0, status="completed"):
+    key = C.NORMS[setup]
+    metrics = pd.DataFrame({"step": [100], "trace": [trace], "trace_se": [0.1], "trace_ratio": [lr * trace / 2],
+                            "test_loss": [test], key: [norm]})
+    cfg = {"setup": setup, "trainer": {"batch_size": batch}, "optimizer": {"lr": lr}, "seed": seed, "scale": "smoke"}
+    return SimpleNamespace(cfg=cfg, metrics=metrics, status={"status": status}, summary={},
+                           path=Path(f"/r/{setup}-{lr}-{batch}-{seed}"))
+
+
+def test_cross_run_claims():
+    runs = [_run("dln", 0.01, 1, 150, 1.2, 6.8), _run("dln", 0.04, 1, 37, 0.14, 4.2),
+            _run("dln", 0.01, None, 160, 1.26, 6.9), _run("dln", 0.04, None, 160, 1.26, 6.9),
+            _run("dln", 0.08, 1, 0, 0, 0, status="diverged")]
+    rows = {r["name"].split(":")[0]: r for r in C.cross_run_claims(runs)}
+    assert set(rows) == {"X1a dln", "X1b dln", "X2 dln", "X3 dln", "X4 dln", "X5 dln"}
+    assert all(r["passed"] for r in rows.values())
+    assert rows["X4 dln"]["measured"] == pytest.approx(0.14 / 1.26)
+    assert rows["X5 dln"]["measured"] == pytest.approx(0.04 * 160 / 2)
+    rising = C.cross_run_claims([_run("relu", 0.01, 1, 40, 1, 1), _run("relu", 0.02, 1, 45, 1, 1)])
+    assert not {r["name"][:3]: r for r in rising}["X1b"]["passed"]
+
+
+def test_end_to_end_run_and_report(make_cfg, tmp_path):
+    summary = execute(make_cfg(*DLN, "sgd_stability=dln"), tmp_path / "sgd_stability" / "a")
+    assert summary["status"] == "completed"
+    assert {c["name"] for c in summary["claims"]} >= {"S0 SGD interpolates", "S1 SGD: eta*tr(H)/2 <= 1"}
+    assert (tmp_path / "sgd_stability" / "a" / "curvature.png").exists()
+    execute(make_cfg(*DLN, "trainer.batch_size=null"), tmp_path / "sgd_stability" / "b")
+    from runner.report.runs import load_runs
+
+    runs, _ = load_runs(tmp_path / "sgd_stability")
+    figs = plot_report(runs, tmp_path)
+    assert [f.name for f in figs] == ["sgd_stability.png"]
+
+
+def test_state_dict_resumes_the_same_measurements():
+    d = load("sparse_regression", seed=0, dim=12, n_train=30, n_test=4, active=2)
+
+    def state():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(12, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1))
+        return SimpleNamespace(model=model, data=d, task=None, optimizer=None, device=torch.device("cpu"),
+                               generators={"probe": torch.Generator().manual_seed(5)}, total_steps=10)
+
+    def hook():
+        return Sharpness(loss="mse", probe_samples=20, probes=6, deflate=5)
+
+    s1, h1 = state(), hook()
+    h1.setup(s1)
+    first = [h1(s1) for _ in range(3)]
+    s2, h2 = state(), hook()
+    h2.setup(s2)
+    h2(s2)
+    sd = h2.state_dict()
+    s3, h3 = state(), hook()
+    h3.setup(s3)
+    h3.load_state_dict(sd)
+    assert h3(s3) == first[1] and h3(s3) == first[2]
