@@ -259,13 +259,14 @@ langevin_swa-paper: install
 	$(REPORT) $(RESULTS)/langevin_swa
 
 # Flows vs GD on a quadratic (h lambda = 0.5, 1.5, 2.2) and a Rosenbrock toy; full-batch GD on a digits MLP
-# at fixed lr 0.5 .. 3.5 against the drift-adjusted lr (DAL, p = 1 and 0.5).
+# at fixed lr 0.5 .. 3.5 against the drift-adjusted lr (DAL, p = 1 and 0.5), lambda_max every 10 steps.
+DD_SHARPNESS := hooks.sharpness.every=10 hooks.sharpness.estimator=none hooks.sharpness.probe_samples=null
 discretisation_drift: install
 	$(OPTRUN) -m experiment=discretisation_drift trainer=flow_check 'hooks=[]' trainer.h=0.5,1.5,2.2 results_dir=$(RESULTS)
 	$(OPTRUN) experiment=discretisation_drift trainer=flow_check 'hooks=[]' trainer.landscape=rosenbrock \
 		'trainer.start=[-1,1.5]' trainer.h=0.015 trainer.steps=60 trainer.substeps=20 results_dir=$(RESULTS)
-	$(OPTRUN) -m experiment=discretisation_drift optimizer.lr=0.5,1,2,3.5 results_dir=$(RESULTS)
-	$(OPTRUN) -m experiment=discretisation_drift optimizer=dal optimizer.p=1,0.5 results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=discretisation_drift optimizer.lr=0.5,1,2,3.5 $(DD_SHARPNESS) results_dir=$(RESULTS)
+	$(OPTRUN) -m experiment=discretisation_drift optimizer=dal optimizer.p=1,0.5 $(DD_SHARPNESS) results_dir=$(RESULTS)
 	$(REPORT) $(RESULTS)/discretisation_drift --check
 
 discretisation_drift-paper: install

@@ -3,8 +3,9 @@
 Two kinds of runs share this folder: `trainer=flow_check` (GD on a quadratic or a toy,
 with the flows integrated alongside: `err_pf`, `err_ngf`, `err_mf`, `h_lambda_max`) and
 the default trainer (full-batch GD on a digits MLP at fixed learning rates, or with
-the drift-adjusted learning rate DAL: `loss` every step, `test_acc`, `eff_lr`, `lambda_max`,
-`h_lambda_max`). The thesis gives no numbers we could verify; the criteria are the note's candidate
+the drift-adjusted learning rate DAL: `loss` every step, `test_acc`, DAL's `eff_lr`, and the
+sharpness hook's `lambda_max` and `gd_ratio` = lr * lambda_max / 2, where DAL writes the step it
+took into its lr). The thesis gives no numbers we could verify; the criteria are the note's candidate
 criteria (../shared/papers/discretisation_drift.md), which no prototype had calibrated.
 """
 from __future__ import annotations
@@ -45,10 +46,17 @@ def final_ngf_error(df: pd.DataFrame, cfg=None) -> float:
     return float(df.err_ngf.dropna().iloc[-1])
 
 
+def h_lambda(df: pd.DataFrame) -> pd.DataFrame:
+    """(step, h): h * lambda_max with h the step taken. The flow trainer logs it as `h_lambda_max`;
+    for networks it is 2 * the sharpness hook's `gd_ratio`."""
+    h = df.h_lambda_max if "h_lambda_max" in df else 2 * df.gd_ratio
+    return pd.DataFrame({"step": df.step, "h": h}).dropna()
+
+
 def late_h_lambda(df: pd.DataFrame, cfg=None) -> float:
     """Mean h * lambda_max over the last `LATE` of the run."""
-    d = df[["step", "h_lambda_max"]].dropna()
-    return float(d.h_lambda_max[d.step >= (1 - LATE) * d.step.max()].mean())
+    d = h_lambda(df)
+    return float(d.h[d.step >= (1 - LATE) * d.step.max()].mean())
 
 
 def increase_fraction(df: pd.DataFrame) -> float:

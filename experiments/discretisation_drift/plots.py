@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.discretisation_drift.claims import _dal, _flows, final_test_acc, increase_fraction
+from experiments.discretisation_drift.claims import _dal, _flows, final_test_acc, h_lambda, increase_fraction
 from runner.report.style import figure, save
 
 FLOW_STYLE = {"pf": ("principal flow", "-"), "ngf": ("gradient flow", "--"), "mf": ("1st-order modified flow", ":")}
@@ -43,8 +43,8 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
         d = df[df.step > 0]
         ax.semilogy(d.step, d.loss, lw=0.8, color="k")
         ax.set(xlabel="GD step", ylabel="training loss (MSE, one-hot)", title=f"discretisation_drift ({scale}): {_label(cfg)}")
-        h = df[["step", "h_lambda_max"]].dropna()
-        ax2.plot(h.step, h.h_lambda_max, color="tab:red", label="h lambda_max")
+        h = h_lambda(df)
+        ax2.plot(h.step, h.h, color="tab:red", label="h lambda_max")
         ax2.axhline(2, color="k", ls="--", lw=0.8, label="2 (stability edge)")
         if "eff_lr" in d:
             ax2.plot(d.step, d.eff_lr, color="tab:blue", lw=0.6, alpha=0.7, label="DAL step size")
@@ -56,7 +56,7 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
 def plot_report(runs: list, out_dir: Path) -> list[Path]:
     done = [r for r in runs if r.status.get("status") == "completed" and len(r.metrics)]
     flows = [r for r in done if _flows(r.cfg)]
-    nets = sorted([r for r in done if not _flows(r.cfg) and "h_lambda_max" in r.metrics],
+    nets = sorted([r for r in done if not _flows(r.cfg) and "gd_ratio" in r.metrics],
                   key=lambda r: (_dal(r.cfg), float(r.cfg["optimizer"].get("p", 0)), float(r.cfg["optimizer"]["lr"])))
     if not flows and not nets:
         return []
@@ -68,9 +68,9 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
         axes[0, 0].set_title(f"discretisation_drift ({scale}): flows vs GD iterates\n"
                              "(solid: PF, dashed: NGF, dotted: 1st-order modified flow)")
     for i, r in enumerate(nets):
-        h = r.metrics[["step", "h_lambda_max"]].dropna()
+        h = h_lambda(r.metrics)
         style = {"color": f"C{i}", "lw": 1.4 if _dal(r.cfg) else 0.9, "ls": "-" if _dal(r.cfg) else "--"}
-        axes[0, 1].plot(h.step, h.h_lambda_max, label=_label(r.cfg), **style)
+        axes[0, 1].plot(h.step, h.h, label=_label(r.cfg), **style)
         d = r.metrics[r.metrics.step > 0]
         axes[0, 2].semilogy(d.step, d.loss, label=_label(r.cfg), **style)
     axes[0, 1].axhline(2, color="k", lw=0.8)

@@ -33,8 +33,9 @@ class DriftAdjustedSGD(torch.optim.Optimizer):
             raise OptrunError(f"optimizer.hvp: unknown '{hvp}' (expected one of: {', '.join(HVPS)})")
         if p < 0 or not max_lr > 0 or not fd_scale > 0:
             raise OptrunError(f"optimizer: expected p >= 0, max_lr > 0 and fd_scale > 0, got {p}, {max_lr}, {fd_scale}")
-        # `lr` is unused by the rule (the official static learning rate cancels out); kept so that
-        # schedules and probes that read param_groups[0]["lr"] see a number.
+        # `lr` is not an input of the rule (the official static learning rate cancels out): after each
+        # step it holds the step size just taken, so probes that read the optimizer's lr (the
+        # sharpness hook's gd_ratio = lr * lambda_max / 2) see DAL's actual step.
         super().__init__(params, {"lr": lr, "p": p, "max_lr": max_lr})
         self.hvp, self.fd_scale, self.stats = hvp, fd_scale, {}
 
@@ -74,6 +75,8 @@ class DriftAdjustedSGD(torch.optim.Optimizer):
             for p, x in zip(params, g):
                 p.add_(-eta * x)
                 p.grad = x
+        for grp in self.param_groups:
+            grp["lr"] = float(eta)
         self.stats = {"eff_lr": eta, "grad_norm": g_norm, "hg_norm": hg_norm,
                              "hg_ratio": hg_norm / g_norm.clamp_min(1e-30)}
         return None
