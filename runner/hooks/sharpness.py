@@ -56,7 +56,7 @@ class Sharpness(Hook):
                  log_points: int = 0, loss: str = "ce", batch_size: int | None = None,
                  probe_samples: int | None = 1000, tol: float = 1e-3, max_iter: int = 100, top_k: int = 1,
                  warm_start: bool = True, estimator: str = "lanczos", probes: int = 40, deflate: int = 20,
-                 hvp: str = "graph", vector_batch: int = 16, chunk_size: int | None = None,
+                 hvp: str = "graph", vector_batch: int | None = None, chunk_size: int | None = None,
                  batchnorm: str = "eval", prefix: str = ""):
         super().__init__(every=every, at_start=at_start, at_phase_end=at_phase_end, at_end=at_end)
         key = f"hooks.{self.name}"
