@@ -48,13 +48,14 @@ MODELS = {
                                  nn.Linear(100, 10)),
     "cnn": lambda: CNN((1, 8, 8), 10, channels=[8, 16], hidden=64),
 }
+QUICK = {"mlp_small": lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))}
 
 
 def problem(name: str, n: int = 1000, steps: int = 300):
     torch.manual_seed(0)
     d = load("digits", seed=0)
     x, y = d.x_train[:n], d.y_train[:n]
-    model = MODELS[name]()
+    model = {**MODELS, **QUICK}[name]()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(steps):
         opt.zero_grad()
@@ -185,7 +186,7 @@ def run(quick: bool = False, models: tuple[str, ...] | None = None, warm: bool =
     ph = pyhessian_calls()
     if ph is None:
         print("bench_sharpness: PyHessian is not installed (pip install -e .[bench]); its rows are skipped")
-    for name in models or (["mlp"] if quick else list(MODELS)):
+    for name in models or (list(QUICK) if quick else list(MODELS)):
         model, x, y = problem(name)
         ref = exact(model, x, y)
         print(f"bench_sharpness[{name}]: P={ref['dim']} lambda_max={ref['lmax']:.6g} tr={ref['trace']:.6g} "
