@@ -48,13 +48,14 @@ MODELS = {
                                  nn.Linear(100, 10)),
     "cnn": lambda: CNN((1, 8, 8), 10, channels=[8, 16], hidden=64),
 }
+QUICK = {"mlp_small": lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))}
 
 
 def problem(name: str, n: int = 1000, steps: int = 300):
     torch.manual_seed(0)
     d = load("digits", seed=0)
     x, y = d.x_train[:n], d.y_train[:n]
-    model = MODELS[name]()
+    model = {**MODELS, **QUICK}[name]()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(steps):
         opt.zero_grad()
@@ -68,7 +69,7 @@ def exact(model, x, y, block: int = 64) -> dict:
     """lambda_max, trace, ||H||_F and sum H_ii^2 in float64 from all Hessian columns."""
     m64, x64 = copy.deepcopy(model).double(), x.double()
     with probe_mode(m64):
-        op = HessianOperator(m64, CE, x64, y, vector_batch=block)
+        op = HessianOperator(m64, CE, x64, y, vector_batch=1)  # batched (vmap) conv double backward is slow on CPU
         tr = fro2 = diag2 = 0.0
         for i in range(0, op.dim, block):
             eye = torch.zeros(min(block, op.dim - i), op.dim, dtype=torch.float64)
@@ -179,13 +180,13 @@ def warm_hvps(steps: int) -> list[int]:
     return pd.read_csv(out).lanczos_hvps.dropna().astype(int).tolist()[1:]  # the first call is cold
 
 
-def run(quick: bool = False) -> None:
+def run(quick: bool = False, models: tuple[str, ...] | None = None, warm: bool = True) -> None:
     seeds = 3 if quick else 10
     reps = 5 if quick else 20
     ph = pyhessian_calls()
     if ph is None:
         print("bench_sharpness: PyHessian is not installed (pip install -e .[bench]); its rows are skipped")
-    for name in (["mlp"] if quick else ["mlp", "cnn"]):
+    for name in models or (list(QUICK) if quick else list(MODELS)):
         model, x, y = problem(name)
         ref = exact(model, x, y)
         print(f"bench_sharpness[{name}]: P={ref['dim']} lambda_max={ref['lmax']:.6g} tr={ref['trace']:.6g} "
@@ -238,6 +239,8 @@ def run(quick: bool = False) -> None:
             h = hvp_time(model, x, y, mode, reps)
             record(f"sharpness/hvp_cost{'' if mode == 'graph' else '_jvp'}/{name}", h, fb, "s", "<=1.5")
             print(f"  one product ({mode}) = {h / fb:.2f} forward+backward")
+    if not warm:
+        return
     hv = warm_hvps(200 if quick else 1000)
     record("sharpness/lmax_warm_hvps/mlp_digits_sgd", max(hv), 8, "products", "<=1")
     print(f"  warm-started calls during training: mean {statistics.mean(hv):.1f}, max {max(hv)} products")

@@ -16,16 +16,24 @@ smaller than `probe_samples`), with the trainer's own loss, at the current param
   tr(H) <= 2/eta), and `sgd_ratio` = p_B*eta*tr(H)/2 with p_B = (n-B)/(B(n-1)), the batch-size
   dependent version: for B = 1 it is the paper's condition, for full batch it constrains nothing.
   (p_B weights the single-sample step in the mixture that has the same mean-square stability as
-  B-batch SGD, Mulayoff & Michaeli 2023; for B > 1 this is our derivation, exact when the
-  per-sample Hessians are rank one with equal traces, not a statement verified in the paper.)
+  B-batch SGD, Mulayoff & Michaeli 2023. For B > 1 this is our derivation, a necessary condition
+  for mean-square stability when the per-sample Hessians are rank one with equal traces; the
+  paper's own batch-size dependence was not verified.)
 
 The hook never changes training: dropout off, BatchNorm per `batchnorm` without touching its
 buffers, no `.grad` writes, train/eval flags restored, random numbers from its own generator (seeded
 once from `state.generators["probe"]`). Momentum changes the GD/SGD thresholds; the ratios assume
 plain (S)GD.
 
-Reuse outside the hook: `runner.curvature.hvp.HessianOperator` (H v on any batch) and
-`runner.curvature.estimators` (`lanczos`, `lanczos_deflated`, `hutchpp`, `trace_frobenius`).
+Reuse outside the engine or in another probe:
+
+    Sharpness(loss="mse", estimator="none").measure(model, x, y)["lambda_max"]  # warm-starts next call
+    with probe_mode(model):
+        op = HessianOperator(model, loss, x, y)   # runner.curvature.hvp
+        g = op.gradient(); hg = op(g)             # ||g||, ||H g|| from one graph
+
+and `runner.curvature.estimators` (`lanczos`, `lanczos_deflated`, `hutchpp`, `trace_frobenius`)
+on any symmetric `matvec`.
 """
 from __future__ import annotations
 
@@ -56,7 +64,7 @@ class Sharpness(Hook):
                  log_points: int = 0, loss: str = "ce", batch_size: int | None = None,
                  probe_samples: int | None = 1000, tol: float = 1e-3, max_iter: int = 100, top_k: int = 1,
                  warm_start: bool = True, estimator: str = "lanczos", probes: int = 40, deflate: int = 20,
-                 hvp: str = "graph", vector_batch: int = 16, chunk_size: int | None = None,
+                 hvp: str = "graph", vector_batch: int | None = None, chunk_size: int | None = None,
                  batchnorm: str = "eval", prefix: str = ""):
         super().__init__(every=every, at_start=at_start, at_phase_end=at_phase_end, at_end=at_end)
         key = f"hooks.{self.name}"
