@@ -7,12 +7,10 @@ OPTRUN := $(BIN)/optrun
 REPORT := $(BIN)/optrun-report
 RESULTS ?= results
 
-.PHONY: install test stability_gap stability_gap-paper report reproduce-smoke clean help \
-	ghosts_softmax ghosts_softmax-spike ghosts_softmax-rsweep ghosts_softmax-temperature \
-	ghosts_softmax-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper sinkhorn_newton \
-	sinkhorn_newton-paper cbo cbo-paper gn_smoothness gn_smoothness-paper bench sgd_stability \
-	sgd_stability-paper
-	ghosts_softmax-paper wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper \
+.PHONY: install test stability_gap stability_gap-paper report reproduce-smoke clean help bench bench-smoke bench-all \
+	ghosts_softmax ghosts_softmax-spike ghosts_softmax-rsweep ghosts_softmax-temperature ghosts_softmax-paper \
+	wsd wsd-paper drop_muon drop_muon-paper mfac mfac-paper sinkhorn_newton sinkhorn_newton-paper \
+	cbo cbo-paper gn_smoothness gn_smoothness-paper sgd_stability sgd_stability-paper \
 	saddle_to_saddle saddle_to_saddle-paper curl_descent curl_descent-paper langevin_swa langevin_swa-paper \
 	discretisation_drift discretisation_drift-paper
 
@@ -33,7 +31,8 @@ help:
 	@echo "make wsd            smoke scale of the WSD / river-valley paper + figure + claim report"
 	@echo "make drop_muon      smoke scale of the Drop-Muon paper + figure + claim report"
 	@echo "make mfac           smoke scale of the M-FAC paper (pruning + optimizer) + figure + claim report"
-	@echo "make bench          speed benchmarks -> $(RESULTS)/bench/BENCH.md (BENCH_ARGS='loop --quick' ...)"
+	@echo "make bench          speed benchmarks (<= 10 min) -> $(RESULTS)/bench/BENCH.md (BENCH_ARGS='loop --quick')"
+	@echo "make bench-smoke    wall time of every experiment's smoke target, added to the same BENCH.md"
 	@echo "make sgd_stability  smoke scale of the SGD dynamical-stability paper (+ edge of stability) + report"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 
@@ -301,6 +300,12 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 bench: $(if $(NO_INSTALL),,$(BENCH_STAMP))
 	$(BIN)/python -m bench --out $(RESULTS)/bench $(BENCH_ARGS)
+
+# The smoke suite (every experiment's `make <id>`, ~1 min each): its rows join the same BENCH.md.
+bench-smoke: $(if $(NO_INSTALL),,$(BENCH_STAMP))
+	$(BIN)/python -m bench smoke --out $(RESULTS)/bench $(BENCH_ARGS)
+
+bench-all: bench bench-smoke
 
 clean:
 	find $(RESULTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

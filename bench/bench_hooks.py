@@ -3,12 +3,15 @@ against one forward+backward of the model on one training batch, interleaved, mi
 
 Every hook config is discovered; a hook runs in the setting named for it in HOOK_RUNS, or else in a
 short supervised run on digits. A hook that cannot be set up that way is reported in a note (add its
-setting to HOOK_RUNS). Comparisons of a hook against exact references or other libraries belong in
+setting to HOOK_RUNS). The number of calls per repeat is calibrated from one timed call, so a cheap
+per-step probe and an expensive end-of-run probe (pruning, step sweeps) both cost about
+`BUDGET_S` per repeat. Comparisons of a hook against exact references or other libraries belong in
 the hook's own benchmark file.
 """
 from __future__ import annotations
 
 import statistics
+import time
 
 import torch
 
@@ -21,9 +24,18 @@ from runner.engine import Engine
 from runner.results import MetricsWriter
 from runner.trainers.supervised import loss_fn
 
-# hook config name -> overrides of the run it is measured in (default: DEFAULT_RUN + hooks=[name])
-HOOK_RUNS = {"continual_eval": ["experiment=stability_gap"]}
+# hook config name -> overrides of the run it is measured in (default: DEFAULT_RUN + hooks=[name]).
+# End-of-run probes get a reduced setting (named in the row) so that one call takes seconds, not minutes.
+HOOK_RUNS = {
+    "continual_eval": ["experiment=stability_gap"],
+    "population": ["experiment=wsd", "schedule.budgets=[100]", "hooks=[population]"],
+    "iterate_average": ["trainer.steps=50", "model=mlp", "model.hidden=[16]", "hooks=[iterate_average]"],
+    "prune": ["trainer.steps=50", "hooks=[prune]", "hooks.prune.rounds=1", "hooks.prune.sparsities=[0.8]",
+              "hooks.prune.m=64"],
+}
 DEFAULT_RUN = ["trainer.steps=50"]
+BUDGET_S = 0.25  # target wall time of the hook side per repeat
+MAX_CALLS = 1000
 
 
 def _batch(state, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,7 +43,12 @@ def _batch(state, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return data.x_train[:batch_size], data.y_train[:batch_size]
 
 
-def measure(hook_name: str, n_calls: int, repeats: int, warmup: int) -> None:
+def calls_for(seconds_per_call: float, budget: float = BUDGET_S, most: int = MAX_CALLS) -> int:
+    """Calls per repeat so that a repeat takes about `budget` seconds (at least 1, at most `most`)."""
+    return max(1, min(most, round(budget / max(seconds_per_call, 1e-9))))
+
+
+def measure(hook_name: str, repeats: int, warmup: int, quick: bool = False) -> None:
     overrides = HOOK_RUNS.get(hook_name, [*DEFAULT_RUN, f"hooks=[{hook_name}]"])
     cfg = compose(*overrides, "device=cpu")
     state, trainer, hooks = build(cfg)
@@ -46,29 +63,37 @@ def measure(hook_name: str, n_calls: int, repeats: int, warmup: int) -> None:
     model = state.model
     kind = "ce" if y.dtype == torch.long else "mse"
 
-    def probe():
-        for _ in range(n_calls):
+    def probe(n):
+        for _ in range(n):
             hook.before_step(state)
             hook(state)
 
-    def forward_backward():
-        for _ in range(n_calls):
+    def forward_backward(n):
+        for _ in range(n):
             loss = loss_fn(kind, model(x), y)
             model.zero_grad(set_to_none=True)
             loss.backward()
 
-    t = round_robin({"hook": lambda: probe, "forward_backward": lambda: forward_backward}, repeats=repeats,
-                    warmup=warmup)
-    record(f"hooks/{hook_name}: cost per call vs one forward+backward (batch {len(y)})",
-           statistics.median(t["hook"]) / n_calls, statistics.median(t["forward_backward"]) / n_calls, "s/call", "",
-           raw={"seconds": t, "calls_per_repeat": n_calls, "run": overrides})
+    t = time.perf_counter()
+    probe(1)  # also the warm-up of lazily built state
+    n_calls = calls_for(time.perf_counter() - t, BUDGET_S / (4 if quick else 1))
+    n_fb = calls_for(1e-4, most=200)  # forward+backward: always enough calls to time
+    if n_calls == 1 and time.perf_counter() - t > 5:  # minutes-long end-of-run probes: fewer repeats
+        repeats, warmup = min(repeats, 2), 0
+    times = round_robin({"hook": lambda: lambda: probe(n_calls), "forward_backward": lambda: lambda: forward_backward(n_fb)},
+                        repeats=repeats, warmup=warmup)
+    setting = "" if hook_name not in HOOK_RUNS else f" [{' '.join(overrides)}]"
+    record(f"hooks/{hook_name}: cost per call vs one forward+backward (batch {len(y)}){setting}",
+           statistics.median(times["hook"]) / n_calls, statistics.median(times["forward_backward"]) / n_fb, "s/call",
+           "", raw={"seconds": times, "calls_per_repeat": {"hook": n_calls, "forward_backward": n_fb},
+                    "run": overrides})
 
 
 def run(quick: bool = False) -> None:
     set_threads()
     for path in sorted((CONF_DIR / "hooks").glob("*.yaml")):
         try:
-            measure(path.stem, n_calls=10 if quick else 50, repeats=2 if quick else 5, warmup=1)
+            measure(path.stem, repeats=2 if quick else 5, warmup=1, quick=quick)
         except Exception as e:  # one hook without a setting must not hide the others
             reason = (str(e).strip().splitlines() or [""])[0]
             note(f"hooks/{path.stem}: not measured ({type(e).__name__}: {reason}); "

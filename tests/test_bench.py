@@ -156,3 +156,27 @@ def test_bf16_precision_runs_and_a_bad_precision_fails_early(make_cfg, tmp_path)
     assert max(abs(a - b) for a, b in zip(losses["fp32"], losses["bf16"])) < 0.1
     with pytest.raises(OptrunError, match="precision"):
         build(make_cfg("device=cpu", "precision=fp8"))
+
+
+def test_opt_in_benchmarks_run_only_when_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "OPT_IN", {"slow": "a slow suite: make bench-slow"})
+    ok = "from runner.bench import record\n\ndef run(quick=False):\n    record('{0}', 1.0, 2.0, 's', '<=1')\n"
+    (tmp_path / "bench_fast.py").write_text(ok.format("fast row"))
+    (tmp_path / "bench_slow.py").write_text(ok.format("slow row"))
+    assert [f.stem for f in harness.discover(tmp_path)] == ["bench_fast"]
+    assert [f.stem for f in harness.discover(tmp_path, ["slow"])] == ["bench_slow"]
+    out, quiet = tmp_path / "out", (lambda *a, **k: None)
+    harness.run_all(harness.discover(tmp_path), out, echo=quiet)
+    assert "not run by default: a slow suite" in (out / "BENCH.md").read_text()
+    # running it afterwards adds its rows to the same table and drops the note
+    harness.run_all(harness.discover(tmp_path, ["slow"]), out, full=False, echo=quiet)
+    md = (out / "BENCH.md").read_text()
+    assert "| fast row |" in md and "| slow row |" in md and "not run by default" not in md
+
+
+def test_hook_bench_calibrates_calls_to_a_budget():
+    from bench.bench_hooks import calls_for
+
+    assert calls_for(1e-3, budget=0.25) == 250
+    assert calls_for(10.0, budget=0.25) == 1  # an end-of-run probe: one call per repeat
+    assert calls_for(1e-8, budget=0.25, most=1000) == 1000
