@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.common import compose, optrun_factory, workdir
-from runner.bench import note, record, round_robin, set_threads
+from runner.bench import note, paired_ratio, record, round_robin, set_threads
 from runner.data.continual import split
 from runner.dispatch import build, execute
 from runner.models.mlp import MLP
@@ -154,18 +154,20 @@ def run(quick: bool = False) -> None:
     t = round_robin(sides, repeats=repeats, warmup=warmup)
     med = {k: statistics.median(v) for k, v in t.items()}
     raw = {"seconds": t, "iterations": 5 * ITERS}
-    record("continual/stability_gap smoke: eval every iteration vs training alone (overhead factor)",
-           med["optrun"], med["training_alone"], "s", "", raw=raw)
-    record("continual/stability_gap smoke: optrun (build, engine, metrics.csv) vs lean hand-written loop",
-           med["optrun"], med["lean"], "s", "<=1.3", raw=raw)
-    record("continual/stability_gap smoke: optrun run incl. claims and figure vs lean hand-written loop",
-           med["optrun_execute"], med["lean"], "s", "", raw=raw)
+
+    def row(what: str, ours: str, ref: str, target: str = "") -> None:
+        record(f"continual/stability_gap smoke: {what}", med[ours], med[ref], "s", target, raw=raw,
+               ratio=paired_ratio(t[ours], t[ref]))
+
+    row("eval every iteration vs training alone (overhead factor)", "optrun", "training_alone")
+    row("optrun (build, engine, metrics.csv) vs lean hand-written loop", "optrun", "lean", "<=1.3")
+    row("optrun run incl. claims and figure vs lean hand-written loop", "optrun_execute", "lean")
 
     n_calls = 20 if quick else 100
     t = round_robin(eval_sides(n_calls), repeats=repeats, warmup=warmup)
     record("continual/evaluating 5 tasks: one batched forward vs per-task DataLoaders",
            statistics.median(t["optrun"]) / n_calls, statistics.median(t["dataloaders"]) / n_calls, "s/eval", "",
-           raw={"seconds": t, "calls_per_repeat": n_calls})
+           raw={"seconds": t, "calls_per_repeat": n_calls}, ratio=paired_ratio(t["optrun"], t["dataloaders"]))
 
     try:
         with warnings.catch_warnings():
@@ -193,7 +195,8 @@ def run(quick: bool = False) -> None:
     for key, defaults, what in (("avalanche", False, "lean setting: accuracy only, no logger, eval batch 1000"),
                                 ("avalanche_defaults", True, "its default evaluator, logger and eval batch")):
         record(f"continual/stability_gap smoke: optrun vs Avalanche {avalanche.__version__} ({what})",
-               rate, iters[defaults] / statistics.median(t[key]), "iterations/s", ">=8", raw=raw)
+               rate, iters[defaults] / statistics.median(t[key]), "iterations/s", ">=8", raw=raw,
+               ratio=paired_ratio([5 * ITERS / s for s in t["optrun"]], [iters[defaults] / s for s in t[key]]))
 
 if __name__ == "__main__":
     run()

@@ -105,7 +105,10 @@ def render(out_dir: Path, runs: list[dict], info: dict) -> str:
              + (f" Load average at the start: {load:.1f} (other work on the machine makes absolute times noisy;"
                 " the two sides of each ratio were interleaved)." if load is not None else ""),
              "",
-             "`ratio` = ours / reference (both in `unit`); `met` says whether the ratio satisfies `target`. "
+             "`ratio` = ours / reference (both in `unit`); for timings run side by side, `ours` and `reference` "
+             "are the medians of each side and `ratio` is the median of the per-round ratios (each round runs "
+             "the sides back to back, so drift of the machine during the benchmark cancels), which can differ a "
+             "little from the quotient of the medians. `met` says whether the ratio satisfies `target`. "
              "Raw timings of every repeat: `raw/<name>.json`.", "",
              "| comparison | ours | reference | unit | ratio | target | met |",
              "|---|---:|---:|---|---:|---|---|"]

@@ -1,7 +1,8 @@
 """Benchmark rows and side-by-side timing. Speed is measured here, never asserted in tests.
 
 Every comparison appends one row `name, ours, reference, unit, ratio, target, met` to
-`results/bench/summary.csv`, where ratio = ours / reference and target is a condition on the ratio
+`results/bench/summary.csv`, where ratio = ours / reference (for timings run side by side, the
+median of the per-round ratios, `paired_ratio`) and target is a condition on the ratio
 such as "<=0.5" or ">=0.9". `interleaved` times two callables A B A B ... after a warm-up and
 returns the medians, so both sides see the same machine state; `round_robin` does the same for any
 number of sides and leaves each side's setup out of its time. Raw timings go to `raw/<name>.json`
@@ -42,13 +43,24 @@ def bench_dir() -> Path:
     return Path(os.environ.get("OPTRUN_BENCH_DIR", "results/bench"))
 
 
+def paired_ratio(ours: list[float], reference: list[float]) -> float:
+    """Median over rounds of ours[i] / reference[i]: the two sides of round i ran back to back, so a
+    machine that drifts during the benchmark (other load, clock changes) cancels out of each ratio."""
+    if len(ours) != len(reference) or not ours:
+        raise ValueError(f"paired_ratio: expected two equally long, non-empty series, got {len(ours)} and "
+                         f"{len(reference)}")
+    return statistics.median(a / b for a, b in zip(ours, reference))
+
+
 def record(name: str, ours: float, reference: float, unit: str, target: str = "",
-           path: str | Path | None = None, raw: dict | None = None) -> dict:
+           path: str | Path | None = None, raw: dict | None = None, ratio: float | None = None) -> dict:
     """Append (or replace, by name) one comparison row and return it; `raw` (e.g. every repeat's
-    time of both sides) is saved to `raw/<name>.json` beside the summary."""
+    time of both sides) is saved to `raw/<name>.json` beside the summary. `ratio` defaults to
+    ours / reference; side-by-side timings pass their `paired_ratio` instead."""
     path = Path(path) if path is not None else bench_dir() / "summary.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    ratio = ours / reference if reference else float("nan")
+    if ratio is None:
+        ratio = ours / reference if reference else float("nan")
     met = target_met(ratio, target)
     row = {"name": name, "ours": f"{ours:.6g}", "reference": f"{reference:.6g}", "unit": unit,
            "ratio": f"{ratio:.4g}", "target": target, "met": "" if met is None else str(met).lower()}

@@ -170,6 +170,9 @@ class RunDir:
 
 
 def _fmt(v) -> str:
+    t = type(v)  # exact types first: after a flush resolves them, nearly every value is a float
+    if t is float:
+        return repr(v)
     if v is None:
         return ""
     if isinstance(v, torch.Tensor):
@@ -203,22 +206,28 @@ class Deferred:
 
 
 class PercentEqual(Deferred):
-    """Percent of entries where `pred == target` (classification accuracy from argmax predictions)."""
+    """Percent of entries where `pred == target` (classification accuracy). With `from_logits`, `pred`
+    holds logits and the argmax over the last dimension is also taken at the flush, one op for all
+    pending rows instead of one per step."""
 
-    __slots__ = ("pred", "target")
+    __slots__ = ("pred", "target", "from_logits")
 
-    def __init__(self, pred: torch.Tensor, target: torch.Tensor):
-        self.pred, self.target = pred, target
+    def __init__(self, pred: torch.Tensor, target: torch.Tensor, from_logits: bool = False):
+        self.pred, self.target, self.from_logits = pred, target, from_logits
 
     @classmethod
     def resolve_all(cls, items: list["PercentEqual"]) -> list[float]:
         out: list[float] = [math.nan] * len(items)
         groups: dict[tuple, list[int]] = {}
         for i, it in enumerate(items):  # equal shapes stack (an epoch's last batch may be smaller)
-            groups.setdefault((tuple(it.pred.shape), it.pred.device), []).append(i)
-        for idx in groups.values():
-            pred = torch.stack([items[i].pred for i in idx]).flatten(1)
-            target = torch.stack([items[i].target for i in idx]).flatten(1)
+            key = (tuple(it.pred.shape), it.pred.device, it.pred.dtype, it.from_logits)
+            groups.setdefault(key, []).append(i)
+        for (_, _, _, from_logits), idx in groups.items():
+            pred = torch.stack([items[i].pred for i in idx])
+            if from_logits:
+                pred = pred.argmax(dim=-1)
+            target = torch.stack([items[i].target for i in idx])
+            pred, target = pred.flatten(1), target.flatten(1)
             for i, v in zip(idx, ((pred == target).float().mean(1) * 100.0).tolist()):
                 out[i] = v
         return out

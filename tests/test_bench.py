@@ -15,7 +15,7 @@ from runner.dispatch import build
 from runner.engine import Engine
 from runner.errors import OptrunError
 from runner.results import MetricsWriter, PercentEqual
-from runner.trainers.base import accuracy
+from runner.trainers.base import accuracy, logged_accuracy
 
 
 def test_record_writes_the_row_schema_and_replaces_by_name(tmp_path):
@@ -130,6 +130,9 @@ def test_deferred_accuracy_matches_the_direct_one():
     batches = [(torch.randn(n, 10, generator=g), torch.randint(10, (n,), generator=g)) for n in (64, 64, 59, 7, 64)]
     deferred = PercentEqual.resolve_all([PercentEqual(lg.argmax(-1), y) for lg, y in batches])
     assert deferred == [accuracy(lg, y).item() for lg, y in batches]
+    mixed = [logged_accuracy(lg, y) for lg, y in batches] + [logged_accuracy(torch.randn(2, 9000), torch.arange(2))]
+    assert [m.from_logits for m in mixed] == [True] * 5 + [False]  # large logits: argmax at once
+    assert PercentEqual.resolve_all(mixed)[:5] == deferred
 
 
 def test_writer_resolves_tensors_and_deferred_values_in_row_order(tmp_path):
@@ -180,3 +183,12 @@ def test_hook_bench_calibrates_calls_to_a_budget():
     assert calls_for(1e-3, budget=0.25) == 250
     assert calls_for(10.0, budget=0.25) == 1  # an end-of-run probe: one call per repeat
     assert calls_for(1e-8, budget=0.25, most=1000) == 1000
+
+
+def test_paired_ratio_cancels_drift_between_rounds(tmp_path):
+    ours, ref = [1.0, 2.0, 4.0], [0.5, 1.0, 2.0]  # the machine slows down 2x a round; ours is always 2x
+    assert bench.paired_ratio(ours, ref) == 2.0
+    row = bench.record("drift", 2.0, 1.0, "s", "<=1.5", path=tmp_path / "s.csv", ratio=bench.paired_ratio(ours, ref))
+    assert (row["ratio"], row["met"]) == ("2", "false")
+    with pytest.raises(ValueError, match="equally long"):
+        bench.paired_ratio([1.0], [])

@@ -74,3 +74,26 @@ def test_divergence_is_recorded_and_stops_cleanly(make_cfg, tmp_path):
     df = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert df.step.iloc[-1] == status["diverged_at"] < 200
     assert not torch.isfinite(torch.tensor(df.loss.iloc[-1])) and df.loss.iloc[:-1].map(lambda v: v == v).all()
+
+
+def test_eval_mode_restores_every_flag_and_respects_train_overrides():
+    from runner.hooks.base import eval_mode
+
+    class Frozen(torch.nn.Module):  # overrides train(): eval_mode must go through it
+        def __init__(self):
+            super().__init__()
+            self.bn, self.calls = torch.nn.BatchNorm1d(3), []
+
+        def train(self, mode=True):
+            self.calls.append(mode)
+            return super().train(mode)
+
+    plain = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(3))
+    plain[1].eval()  # a mixed state must come back exactly
+    frozen = Frozen()
+    for model in (plain, frozen):
+        before = [m.training for m in model.modules()]
+        with eval_mode(model):
+            assert not any(m.training for m in model.modules()) and torch.is_inference_mode_enabled()
+        assert [m.training for m in model.modules()] == before
+    assert frozen.calls == [False]

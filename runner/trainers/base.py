@@ -83,8 +83,16 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=-1) == y).float().mean() * 100.0
 
 
+# logits up to this many entries are kept until the flush (argmax batched there); larger ones (a
+# language model's N x L x V) are reduced to predictions at once, so pending rows stay small
+DEFER_ARGMAX_NUMEL = 16384
+
+
 def logged_accuracy(logits: torch.Tensor, y: torch.Tensor) -> PercentEqual:
-    """Percent correct for a metrics row: one argmax now, the rest batched over rows at the flush."""
+    """Percent correct for a metrics row, computed at the flush, batched over pending rows (for small
+    logits even the argmax waits: no extra op per step)."""
+    if logits.numel() <= DEFER_ARGMAX_NUMEL:
+        return PercentEqual(logits, y, from_logits=True)
     return PercentEqual(logits.argmax(dim=-1), y)
 
 
