@@ -61,8 +61,9 @@ class Engine:
         with torch.autocast(state.device.type, dtype=self.autocast_dtype):
             return self.trainer.step(state)
 
-    def _row(self, state: TrainState, t0: float, metrics: dict) -> dict:
-        return {"step": state.step, "task": state.task, "time_s": round(time.perf_counter() - t0, 6), **metrics}
+    def _row(self, state: TrainState, t0: float, metrics: dict, probes: dict | None = None) -> dict:
+        return {"step": state.step, "task": state.task, "time_s": round(time.perf_counter() - t0, 6), **metrics,
+                **(probes or {})}
 
     def _run_hooks(self, state: TrainState, **event) -> dict:
         out = {}
@@ -128,24 +129,28 @@ class Engine:
                     bar.update(state.step)
                 for i in range(first, phase.steps):
                     last_of_phase = i == phase.steps - 1
-                    event = {"phase_end": last_of_phase, "end": last_of_phase and pi == len(phases) - 1}
-                    due = [h for h in self.hooks if h.due(state.step + 1, **event)]
+                    due = ()
+                    if self.hooks:
+                        event = {"phase_end": last_of_phase, "end": last_of_phase and pi == len(phases) - 1}
+                        due = [h for h in self.hooks if h.due(state.step + 1, **event)]
                     for h in due:
                         h.before_step(state)
                     metrics = self._step(state)
                     state.step += 1
                     if not check_each_step:
                         nonfinite |= ~torch.isfinite(torch.as_tensor(metrics["loss"]))
-                    elif not math.isfinite(float(metrics["loss"])):
-                        self.writer.add(self._row(state, t0, metrics))
-                        return self._diverged(state, bar, t0)
+                    else:  # the loss as a number now: the row then holds no tensor for it
+                        metrics["loss"] = float(metrics["loss"])
+                        if not math.isfinite(metrics["loss"]):
+                            self.writer.add(self._row(state, t0, metrics))
+                            return self._diverged(state, bar, t0)
                     state.phase_end = last_of_phase or state.stop
                     probes = {}
                     for h in due:
                         probes.update(h(state))
                     state.phase_end = False
                     if probes or state.step % self.log_every == 0 or last_of_phase or state.stop:
-                        self.writer.add(self._row(state, t0, {**metrics, **probes}))
+                        self.writer.add(self._row(state, t0, metrics, probes))
                     bar.update(1)
                     checkpoint_now = ckpt is not None and not state.stop and ckpt.due(state.step)
                     if state.step % self.flush_every == 0 or last_of_phase or state.stop or checkpoint_now:

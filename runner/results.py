@@ -242,6 +242,7 @@ class MetricsWriter:
         self.path = Path(path)
         self.columns: list[str] = list(self.LEAD)
         self.pending: list[dict] = []
+        self._resolved = 0  # how many pending rows hold only Python values already
         self.written: list[dict] = []  # kept to rewrite the file if a new column appears
         self.header_written = False
 
@@ -253,7 +254,7 @@ class MetricsWriter:
         computation per kind and one host transfer per (device, dtype), not one per value."""
         deferred: dict[type, list] = {}
         scalars: dict[tuple, list] = {}
-        for row in self.pending:
+        for row in self.pending[self._resolved:]:
             for k, v in row.items():
                 if isinstance(v, Deferred):
                     deferred.setdefault(type(v), []).append((row, k))
@@ -268,13 +269,15 @@ class MetricsWriter:
         for slots in scalars.values():
             for (row, k), value in zip(slots, torch.stack([row[k] for row, k in slots]).tolist()):
                 row[k] = value
+        self._resolved = len(self.pending)
         return self.pending
 
     def flush(self) -> None:
         rows = self.resolve_pending()
         if not rows:
             return
-        new_cols = [k for r in rows for k in r if k not in self.columns]
+        known = set(self.columns)
+        new_cols = [k for r in rows for k in r if k not in known]
         for k in dict.fromkeys(new_cols):
             self.columns.append(k)
         if new_cols and self.header_written:
@@ -288,7 +291,7 @@ class MetricsWriter:
                     w.writerow([_fmt(r.get(c)) for c in self.columns])
         self.header_written = True
         self.written.extend(rows)
-        self.pending = []
+        self.pending, self._resolved = [], 0
 
     def _rewrite(self, rows: list[dict]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
@@ -317,7 +320,7 @@ class MetricsWriter:
         self.columns = list(columns)
         self.written = [{c: _parse(v) for c, v in zip(columns, r) if v != ""} for r in rows]
         self.header_written = True
-        self.pending = []
+        self.pending, self._resolved = [], 0
         self._rewrite(self.written)
 
     def last_values(self) -> dict:
