@@ -4,8 +4,8 @@ Experiments are discovered from conf/experiment/*.yaml; each runs in a subproces
 (its smoke sweep and claim report) when the Makefile has that target, else as one
 `optrun experiment=<id>` run, into a temporary results directory. Target: <= 2 minutes each (the
 project's smoke budget on 2 CPU cores). A non-zero exit (a failing claim, an error) is noted. With
-`quick` only one experiment runs. This benchmark's time grows with the number of experiments:
-`python -m bench --skip smoke` leaves it out.
+`quick` only one experiment runs. This benchmark's time grows with the number of experiments (about
+a minute each), so `make bench` leaves it out (harness.OPT_IN) and `make bench-smoke` runs it.
 """
 from __future__ import annotations
 
