@@ -303,7 +303,7 @@ bench: $(if $(NO_INSTALL),,$(BENCH_STAMP))
 
 # The smoke suite (every experiment's `make <id>`, ~1 min each): its rows join the same BENCH.md.
 bench-smoke: $(if $(NO_INSTALL),,$(BENCH_STAMP))
-	$(BIN)/python -m bench smoke --out $(RESULTS)/bench $(BENCH_ARGS)
+	$(BIN)/python -m bench smoke --timeout 3600 --out $(RESULTS)/bench $(BENCH_ARGS)
 
 bench-all: bench bench-smoke
 

@@ -93,3 +93,16 @@ def test_cifar10_reads_local_pickle_batches(tmp_path):
 def test_unknown_dataset_name():
     with pytest.raises(OptrunError, match="unknown data set 'nope'"):
         load("nope")
+
+
+def test_digits_split_is_cached_and_a_broken_cache_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTRUN_CACHE", str(tmp_path))
+    first = load("digits", seed=3)
+    (cached,) = tmp_path.glob("digits-seed3-*.pt")
+    again = load("digits", seed=3)  # from the cache: the same split
+    for k in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(first, k), getattr(again, k))
+    assert not torch.equal(load("digits", seed=4).y_test, first.y_test)  # another seed, another split
+    cached.write_bytes(b"truncated")
+    rebuilt = load("digits", seed=3)
+    assert torch.equal(rebuilt.x_test, first.x_test) and cached.stat().st_size > 1000
