@@ -76,9 +76,10 @@ def measure(hook_name: str, repeats: int, warmup: int, quick: bool = False) -> N
 
     t = time.perf_counter()
     probe(1)  # also the warm-up of lazily built state
-    n_calls = calls_for(time.perf_counter() - t, BUDGET_S / (4 if quick else 1))
-    n_fb = calls_for(1e-4, most=200)  # forward+backward: always enough calls to time
-    if n_calls == 1 and time.perf_counter() - t > 5:  # minutes-long end-of-run probes: fewer repeats
+    one_call = time.perf_counter() - t
+    n_calls = calls_for(one_call, BUDGET_S / (4 if quick else 1))
+    n_fb = 200  # forward+backward on one batch: well under a millisecond, so always 200 calls
+    if one_call > 5:  # end-of-run probes that take seconds or more: fewer repeats
         repeats, warmup = min(repeats, 2), 0
     times = round_robin({"hook": lambda: lambda: probe(n_calls), "forward_backward": lambda: lambda: forward_backward(n_fb)},
                         repeats=repeats, warmup=warmup)
