@@ -1,7 +1,9 @@
-"""`optrun`: the Hydra entry point.
+"""`optrun`: the Hydra entry point, and `optrun reproduce <id>`.
 
-`optrun --help` lists experiments and config groups; overrides are checked first so a typo gets one
-line naming the key and what was expected (exit 2); then Hydra composes and runs (or sweeps, `-m`).
+`optrun --help` lists the experiment folders and config groups (without importing torch); overrides
+are checked first so a typo gets one line naming the key and what was expected (exit 2); then Hydra
+composes and runs (or sweeps, `-m`). `scale=<s>` also selects the experiment's own scale file
+(`runner.experiments.with_scale`), so `scale=paper` composes the paper's whole setup.
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from runner import experiments
 from runner.config_check import CONF_DIR, check_overrides
 from runner.errors import OptrunError, RunLocked
-from runner.results import run_name
+from runner.naming import run_name
 
 OmegaConf.register_new_resolver("optrun_run_name", run_name, replace=True)
+experiments.register_search_path()
 
 # command-line flags that are Hydra's own, not overrides
 _HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--resolve", "--package", "-p", "--info", "-i",
@@ -27,26 +31,20 @@ _WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path"
                "--config-dir", "-cd", "--experimental-rerun", "--shell-completion", "-sc"}
 
 
-def _first_comment(path: Path) -> str:
-    for line in path.read_text().splitlines():
-        s = line.strip()
-        if s.startswith("#") and "@package" not in s:
-            return s.lstrip("# ").strip()
-    return ""
-
-
 def help_text() -> str:
-    exps = sorted(p for p in (CONF_DIR / "experiment").glob("*.yaml"))
-    width = max((len(p.stem) for p in exps), default=10)
+    exps = experiments.ids()
+    width = max((len(e) for e in exps), default=10)
     lines = ["optrun - reproduce optimization papers with one engine, per-iteration probes and claim checks.",
              "",
              "Usage:",
+             "  optrun reproduce <id> [scale=smoke|paper] [hydra/launcher=slurm] [key=value ...]",
+             "                                     every study and arm of the paper, then the report and claims",
              "  optrun experiment=<id> [scale=smoke|paper] [key=value ...]     one run",
              "  optrun -m experiment=<id> seed=0,1,2 [key=a,b ...]             a sweep (one run per combination)",
              "  optrun-report results/<id> [--check]                           tables, figures, claim report",
              "",
-             "Experiments (make <id> runs its smoke scale and report):"]
-    lines += [f"  {p.stem:<{width}}  {_first_comment(p)}" for p in exps]
+             "Experiments (experiments/<id>/; `make <id>` = `optrun reproduce <id>` at smoke scale):"]
+    lines += [f"  {e:<{width}}  {experiments.one_line(e)}" for e in exps]
     lines += ["", "Config groups (choose with group=option):"]
     for group in sorted(d for d in CONF_DIR.iterdir() if d.is_dir() and d.name not in ("experiment", "hydra")):
         opts = sorted(p.stem for p in group.glob("*.yaml"))
@@ -92,18 +90,44 @@ def _app(cfg: DictConfig) -> None:
         sys.exit(e.exit_code)
 
 
+def run(argv: list[str]) -> int:
+    """One `optrun [flags] overrides...` call in this process; its exit code."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = _user_overrides(argv)
+    flags = argv[:]
+    for o in overrides:
+        flags.remove(o)
+    try:
+        overrides = experiments.with_scale(overrides)
+        if not any(a in ("--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion") for a in argv):
+            check_overrides(overrides, multirun=bool({"-m", "--multirun"} & set(argv)))
+    except OptrunError as e:
+        print(f"optrun: error: {e}", file=sys.stderr)
+        return OptrunError.exit_code
+    saved = sys.argv
+    sys.argv = [saved[0], *flags, *overrides]  # flags first: argparse takes the overrides in one piece
+    GlobalHydra.instance().clear()
+    try:
+        _app()
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
+    return 0
+
+
 def main() -> None:
     argv = sys.argv[1:]
+    if argv[:1] == ["reproduce"]:
+        from runner.reproduce import main as reproduce
+
+        sys.exit(reproduce(argv[1:]))
     if "--help" in argv or "-h" in argv:
         print(help_text())
         return
-    if not any(a in ("--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion") for a in argv):
-        try:
-            check_overrides(_user_overrides(argv), multirun=bool({"-m", "--multirun"} & set(argv)))
-        except OptrunError as e:
-            print(f"optrun: error: {e}", file=sys.stderr)
-            sys.exit(OptrunError.exit_code)
-    _app()
+    sys.exit(run(argv))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,9 @@ def check_overrides(overrides: list[str], config_name: str = "config", multirun:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    from runner.experiments import register_search_path
+
+    register_search_path()
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:

@@ -1,11 +1,11 @@
 """Config -> components -> engine -> files. One function, `execute`, serves every experiment.
 
-An experiment's own code lives in `experiments/<experiment_id>/` and is found by that id:
-`claims.CLAIMS` (evaluated on the run's logs) and `plots.plot_run` (its per-run figure).
+An experiment's own code lives in `experiments/<experiment_id>/` and is found by that id
+(`runner.experiments.module`): `claims.CLAIMS` (evaluated on the run's logs) and `plots.plot_run`
+(its per-run figure).
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import seeding
+from runner.experiments import module as experiment_module
 from runner.checkpoint import Checkpointer
 from runner.claims import evaluate_claims, format_table
 from runner.engine import Engine, autocast_dtype
@@ -39,16 +40,6 @@ def show_progress(setting) -> bool:
     if isinstance(setting, str) and setting.lower() == "auto":
         return sys.stderr.isatty()
     return bool(setting)
-
-
-def experiment_module(experiment_id: str, part: str):
-    """`experiments.<id>.<part>` or None when the experiment does not define that part."""
-    try:
-        return importlib.import_module(f"experiments.{experiment_id}.{part}")
-    except ModuleNotFoundError as e:
-        if e.name and (e.name == "experiments" or e.name.startswith(f"experiments.{experiment_id}")):
-            return None
-        raise
 
 
 def build(cfg: DictConfig) -> tuple[TrainState, object, list]:
@@ -133,7 +124,8 @@ def _execute_locked(cfg: DictConfig, rd: RunDir, fresh: bool) -> dict:
     else:
         rd.clear()  # an interrupted run without a checkpoint has nothing to resume from
     atomic_write(rd.config, config_text)
-    rd.write_status("running", step=resume["engine"]["step"] if resume else 0, pid=os.getpid(),
+    rd.write_status("running", study=cfg.get("study"), arm=cfg.get("arm"), scale=cfg.get("scale"),
+                    step=resume["engine"]["step"] if resume else 0, pid=os.getpid(),
                     device=str(state.device), resumed_from=resume["engine"]["step"] if resume else None)
     engine = Engine(trainer, hooks, MetricsWriter(rd.metrics), log_every=cfg.log_every, flush_every=cfg.flush_every,
                     progress=show_progress(cfg.progress), desc=f"{cfg.experiment_id}/{rd.path.name}",
@@ -167,7 +159,8 @@ def finalize(cfg: DictConfig, rd: RunDir, engine: Engine, outcome, hooks: list) 
         final.update(h.summary())
     claims_mod = experiment_module(cfg.experiment_id, "claims")
     claims = evaluate_claims(claims_mod.CLAIMS, metrics, cfg_dict) if claims_mod and outcome.status == "completed" else []
-    summary = {"experiment": cfg.experiment_id, "run": rd.path.name, "status": outcome.status,
+    summary = {"experiment": cfg.experiment_id, "run": rd.path.name, "study": cfg.get("study"), "arm": cfg.get("arm"),
+               "status": outcome.status,
                "steps": outcome.step, "diverged_at": outcome.diverged_at, "wall_s": round(outcome.wall_s, 3),
                "metrics": final, "claims": claims}
     write_json(rd.summary_file, summary)

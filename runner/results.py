@@ -6,11 +6,9 @@ a file; `metrics.csv` is appended in buffered chunks with a fixed header (a new 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
-import re
 import socket
 import subprocess
 import time
@@ -19,16 +17,7 @@ from pathlib import Path
 import torch
 
 from runner.errors import OptrunError, RunLocked
-
-MAX_NAME = 120
-
-
-def run_name(override_dirname: str) -> str:
-    """A file-system-safe, deterministic run name from Hydra's `override_dirname` ('a=1,b=2')."""
-    name = re.sub(r"[^A-Za-z0-9=,._+-]", "_", override_dirname) or "default"
-    if len(name) > MAX_NAME:
-        name = name[: MAX_NAME - 9] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
-    return name
+from runner.naming import MAX_NAME, run_name  # noqa: F401 -- re-exported
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -1,9 +1,9 @@
 """Claims of the stability-gap paper, measured on one run's `metrics.csv`.
 
-The paper gives no numbers we could verify (see ../shared/papers/stability_gap.md), so thresholds
-are the pass criteria calibrated for the smoke scale (ER, Split-digits P1-P6, Rotated-digits
-R1-R4); every run a claim applies to must pass it. "min A1" is the minimum of task-1 accuracy over
-the first `DIP_WINDOW` iterations of task 2.
+The paper gives no numbers we could verify (see this folder's README.md), so thresholds are the
+pass criteria calibrated for the smoke scale (ER, Split-digits P1-P6, Rotated-digits R1-R4); every
+run a claim applies to must pass it. Claims select runs by the studies and arms of `studies.yaml`.
+"min A1" is the minimum of task-1 accuracy over the first `DIP_WINDOW` iterations of task 2.
 """
 from __future__ import annotations
 
@@ -45,55 +45,45 @@ def final(df, column: str) -> float:
     return float(df[column].dropna().iloc[-1])
 
 
-def _method(cfg) -> str:
-    return cfg["trainer"]["method"]
+SPLIT = ("split_digits", "split_mnist")  # class-incremental studies (smoke, paper)
+ROTATED = "rotated_digits"                # domain-incremental study (smoke)
 
-
-def _split(cfg) -> bool:
-    return cfg["dataset"]["_target_"].endswith(".split")
-
-
-def _rotated(cfg) -> bool:
-    return cfg["dataset"]["_target_"].endswith(".rotated")
-
-
-split_er = lambda cfg: _split(cfg) and _method(cfg) == "er"  # noqa: E731
-split_ft = lambda cfg: _split(cfg) and _method(cfg) == "finetune"  # noqa: E731
-rot_er = lambda cfg: _rotated(cfg) and _method(cfg) == "er"  # noqa: E731
-rot_ft = lambda cfg: _rotated(cfg) and _method(cfg) == "finetune"  # noqa: E731
 
 PAPER = "ER forgets sharply but temporarily after a task switch (Fig. 2; no verified numbers)"
 
 CLAIMS = [
     # Split-digits, ER
     Claim("P1 task-1 learned", "task 1 is learned before the switch", "A1(t1) >= 95",
-          lambda df, c: a1_end(df, 1), lambda v: v >= 95, split_er),
+          lambda df, c: a1_end(df, 1), lambda v: v >= 95, kind="supporting", study=SPLIT, arms="er"),
     Claim("P2 gap depth", PAPER, f"A1(t1) - min A1 (first {DIP_WINDOW} its of task 2) >= 40",
-          lambda df, c: a1_end(df, 1) - dip_min(df), lambda v: v >= 40, split_er),
+          lambda df, c: a1_end(df, 1) - dip_min(df), lambda v: v >= 40, kind="headline", study=SPLIT, arms="er"),
     Claim("P3a recovers level", "the drop is temporary: A1 recovers by the end of task 2",
-          "A1(t2) - A1(t1) >= -5", lambda df, c: a1_end(df, 2) - a1_end(df, 1), lambda v: v >= -5, split_er),
+          "A1(t2) - A1(t1) >= -5", lambda df, c: a1_end(df, 2) - a1_end(df, 1), lambda v: v >= -5, kind="headline", study=SPLIT, arms="er"),
     Claim("P3b recovers height", "the drop is temporary: A1 recovers by the end of task 2",
-          "A1(t2) - min A1 >= 40", lambda df, c: a1_end(df, 2) - dip_min(df), lambda v: v >= 40, split_er),
+          "A1(t2) - min A1 >= 40", lambda df, c: a1_end(df, 2) - dip_min(df), lambda v: v >= 40, kind="headline", study=SPLIT,
+          arms="er"),
     Claim("P4 min-ACC hidden at task ends", "task-end evaluation hides the gap; per-iteration min-ACC reveals it",
           "min-ACC(task ends) - min-ACC(every iteration) >= 30",
-          lambda df, c: min_acc_task_ends(df) - final(df, "min_acc"), lambda v: v >= 30, split_er),
+          lambda df, c: min_acc_task_ends(df) - final(df, "min_acc"), lambda v: v >= 30, kind="headline", study=SPLIT, arms="er"),
     Claim("P6a min-ACC <= WC-ACC <= ACC", "worst-case metrics bound the average from below",
           "min(WC-ACC - min-ACC, ACC - WC-ACC) >= 0",
           lambda df, c: min(final(df, "wc_acc") - final(df, "min_acc"), final(df, "acc") - final(df, "wc_acc")),
-          lambda v: v >= 0, split_er),
+          lambda v: v >= 0, kind="check", study=SPLIT, arms="er"),
     Claim("P6b WF10", "windowed forgetting exposes the gap", "WF10 >= 30",
-          lambda df, c: final(df, "wf10"), lambda v: v >= 30, split_er),
+          lambda df, c: final(df, "wf10"), lambda v: v >= 30, kind="supporting", study=SPLIT, arms="er"),
     # Split-digits, fine-tuning control
     Claim("P5 fine-tune forgets", "without replay task 1 is forgotten (catastrophic forgetting)",
-          "fine-tune A1(t2) <= 10", lambda df, c: a1_end(df, 2), lambda v: v <= 10, split_ft),
+          "fine-tune A1(t2) <= 10", lambda df, c: a1_end(df, 2), lambda v: v <= 10, kind="supporting", study=SPLIT,
+          arms="finetune"),
     # Rotated-digits (domain-incremental), ER
     Claim("R1 task-1 learned", "task 1 is learned before the switch", "A1(t1) >= 93",
-          lambda df, c: a1_end(df, 1), lambda v: v >= 93, rot_er),
+          lambda df, c: a1_end(df, 1), lambda v: v >= 93, kind="supporting", study=ROTATED, arms="er"),
     Claim("R2 gap depth", "the gap appears in domain-incremental learning too",
           f"A1(t1) - min A1 (first {DIP_WINDOW} its of task 2) >= 8",
-          lambda df, c: a1_end(df, 1) - dip_min(df), lambda v: v >= 8, rot_er),
+          lambda df, c: a1_end(df, 1) - dip_min(df), lambda v: v >= 8, kind="headline", study=ROTATED, arms="er"),
     Claim("R3 recovers", "the drop is temporary", "A1(t2) - A1(t1) >= -4",
-          lambda df, c: a1_end(df, 2) - a1_end(df, 1), lambda v: v >= -4, rot_er),
+          lambda df, c: a1_end(df, 2) - a1_end(df, 1), lambda v: v >= -4, kind="headline", study=ROTATED, arms="er"),
     Claim("R4 fine-tune forgets", "without replay task 1 is partly forgotten", "fine-tune A1(t2) <= 60",
-          lambda df, c: a1_end(df, 2), lambda v: v <= 60, rot_ft),
+          lambda df, c: a1_end(df, 2), lambda v: v <= 60, kind="supporting", study=ROTATED,
+          arms="finetune"),
 ]

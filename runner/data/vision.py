@@ -1,5 +1,9 @@
 """Real image data sets read from `data_dir` (paper scale). Nothing is downloaded unless
 `download=true`; a missing file is reported with its path and that option.
+
+`stand_in=true` replaces the files by random tensors of the same shapes, value range and classes
+(512 training and 256 test examples), so that every paper-scale config can run a few steps on a
+CPU in the tests without the data.
 """
 from __future__ import annotations
 
@@ -19,6 +23,15 @@ def _require(path: Path, name: str) -> None:
                           f"or add dataset.download=true to fetch it)")
 
 
+def stand_in_data(name: str, shape: tuple[int, ...], seed: int, n_train: int = 512, n_test: int = 256,
+             n_classes: int = 10) -> Dataset:
+    """Random images of `shape` in [0, 1] with every class present: the data set's shapes, not its content."""
+    g = torch.Generator().manual_seed(seed)
+    y = lambda n: torch.arange(n) % n_classes  # noqa: E731
+    return Dataset(torch.rand(n_train, *shape, generator=g), y(n_train), torch.rand(n_test, *shape, generator=g),
+                   y(n_test), n_classes=n_classes, name=f"{name}-stand-in", classes=tuple(range(n_classes)))
+
+
 def _torchvision_idx(cls, name: str, data_dir: str, download: bool) -> Dataset:
     root = Path(data_dir).expanduser()
     if not download:
@@ -32,14 +45,18 @@ def _torchvision_idx(cls, name: str, data_dir: str, download: bool) -> Dataset:
 
 
 @register("mnist")
-def mnist(seed: int = 0, data_dir: str = "data", download: bool = False, **_) -> Dataset:
+def mnist(seed: int = 0, data_dir: str = "data", download: bool = False, stand_in: bool = False, **_) -> Dataset:
+    if stand_in:
+        return stand_in_data("mnist", (1, 28, 28), seed)
     from torchvision.datasets import MNIST
 
     return _torchvision_idx(MNIST, "mnist", data_dir, download)
 
 
 @register("fashion_mnist")
-def fashion_mnist(seed: int = 0, data_dir: str = "data", download: bool = False, **_) -> Dataset:
+def fashion_mnist(seed: int = 0, data_dir: str = "data", download: bool = False, stand_in: bool = False, **_) -> Dataset:
+    if stand_in:
+        return stand_in_data("fashion_mnist", (1, 28, 28), seed)
     from torchvision.datasets import FashionMNIST
 
     return _torchvision_idx(FashionMNIST, "fashion_mnist", data_dir, download)
@@ -49,9 +66,11 @@ CIFAR_DIR = "cifar-10-batches-py"
 
 
 @register("cifar10")
-def cifar10(seed: int = 0, data_dir: str = "data", download: bool = False, **_) -> Dataset:
+def cifar10(seed: int = 0, data_dir: str = "data", download: bool = False, stand_in: bool = False, **_) -> Dataset:
     """CIFAR-10 from the python pickle batches (read directly: torchvision's md5 check would reject
     anything but the exact archive). Normalised per channel with the training-set statistics."""
+    if stand_in:
+        return stand_in_data("cifar10", (3, 32, 32), seed)
     root = Path(data_dir).expanduser()
     if download:
         from torchvision.datasets import CIFAR10

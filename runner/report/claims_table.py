@@ -3,8 +3,10 @@
 Per-run claims (`CLAIMS`) are evaluated on every completed run they apply to; a claim passes at a
 scale when every such run passes. Diverged runs are left out (and said so in the row's note).
 Cross-run claims come from `claims.cross_run_claims(runs)`, called once per scale with that scale's
-runs (completed and diverged). Every row says its scale; `passed` is True, False, or None for a
-claim that does not apply at any scale present (it never makes `--check` fail).
+runs (completed and diverged). Every row says its scale, its `form` (per-run or cross-run) and its
+`kind` (headline, supporting, check); `passed` is True, False, or None for a claim that does not
+apply at any scale present (it never makes `--check` fail). Only headline rows decide whether a
+paper is reproduced at a scale (`scale_states`).
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from runner.claims import Claim
 from runner.report.runs import error_line
 
 
-def _row(name, paper, criterion, scale, passed, kind="per-run", **extra) -> dict:
-    row = {"name": name, "kind": kind, "scale": scale, "paper": paper, "criterion": criterion, "n": 0, "n_passed": 0,
+def _row(name, paper, criterion, scale, passed, form="per-run", kind="supporting", **extra) -> dict:
+    row = {"name": name, "kind": kind, "form": form, "scale": scale, "paper": paper, "criterion": criterion,
+           "n": 0, "n_passed": 0,
            "measured": None, "min": None, "max": None, "passed": passed, "note": ""}
     row.update(extra)
     return row
@@ -44,10 +47,10 @@ def claim_rows(c: Claim, runs: list) -> list[dict]:
     if not relevant:
         present = sorted({r.scale for r in runs})
         if not any(s in c.scales for s in present):
-            return [_row(c.name, c.paper, c.criterion, declared, None, applies_to=list(c.scales),
+            return [_row(c.name, c.paper, c.criterion, declared, None, kind=c.kind, applies_to=list(c.scales),
                          note=f"applies at scale {declared} only; no such run here")]
         return [_row(c.name, c.paper, c.criterion, ",".join(s for s in present if s in c.scales), False,
-                     applies_to=list(c.scales), note="no run this claim applies to")]
+                     kind=c.kind, applies_to=list(c.scales), note="no run this claim applies to")]
     rows = []
     for scale in sorted({r.scale for r in relevant}):
         rs = [r for r in relevant if r.scale == scale]
@@ -55,7 +58,7 @@ def claim_rows(c: Claim, runs: list) -> list[dict]:
         diverged = [r.name for r in rs if r.diverged]
         notes = [f"{len(diverged)} diverged run(s) left out: {', '.join(diverged)}"] if diverged else []
         if not done:
-            rows.append(_row(c.name, c.paper, c.criterion, scale, False, applies_to=list(c.scales),
+            rows.append(_row(c.name, c.paper, c.criterion, scale, False, kind=c.kind, applies_to=list(c.scales),
                              note="; ".join(["no completed run this claim applies to", *notes])))
             continue
         results = [(r, _evaluate(c, r)) for r in done]
@@ -63,7 +66,8 @@ def claim_rows(c: Claim, runs: list) -> list[dict]:
         finite = vals[np.isfinite(vals)]
         n_pass = sum(bool(res["passed"]) for _, res in results)
         errors = sorted({res["error"] for _, res in results if res.get("error")})
-        rows.append(_row(c.name, c.paper, c.criterion, scale, n_pass == len(results), applies_to=list(c.scales),
+        rows.append(_row(c.name, c.paper, c.criterion, scale, n_pass == len(results), kind=c.kind,
+                         applies_to=list(c.scales),
                          n=len(results), n_passed=n_pass,
                          measured=float(finite.mean()) if finite.size else None,
                          min=float(finite.min()) if finite.size else None,
@@ -94,25 +98,40 @@ def cross_run_rows(fn, runs: list) -> list[dict]:
         try:
             got = list(fn(rs))
         except Exception as e:  # noqa: BLE001
-            out.append(_row("cross-run claims", "", "", scale, False, kind="cross-run",
+            out.append(_row("cross-run claims", "", "", scale, False, form="cross-run", kind="check",
                             note=f"cross_run_claims raised {error_line(e)}"))
             continue
         for i, g in enumerate(got):
             if not isinstance(g, dict) or "name" not in g or "passed" not in g:
-                out.append(_row(f"cross-run claim #{i + 1}", "", "", scale, False, kind="cross-run",
+                out.append(_row(f"cross-run claim #{i + 1}", "", "", scale, False, form="cross-run", kind="check",
                                 note="malformed row (needs at least name and passed)"))
                 continue
             passed = None if g["passed"] is None else bool(g["passed"])
             out.append(_row(str(g["name"]), str(g.get("paper", "")), str(g.get("criterion", "")),
-                            str(g.get("scale", scale)), passed, kind="cross-run",
+                            str(g.get("scale", scale)), passed, form="cross-run", kind=str(g.get("kind", "supporting")),
                             n=g.get("n", 0), n_passed=g.get("n_passed", 0),
                             measured=_number(g.get("measured")), min=_number(g.get("min")),
                             max=_number(g.get("max")), note=str(g.get("note", "") or "")))
     return out
 
 
-def any_failed(rows: list[dict]) -> bool:
-    return any(r["passed"] is False for r in rows)
+def any_failed(rows: list[dict], kinds=("headline",)) -> bool:
+    return any(r["passed"] is False for r in rows if r.get("kind", "supporting") in kinds)
+
+
+def scale_states(rows: list[dict]) -> dict[str, tuple[str, str]]:
+    """{scale: (state, detail)} from headline rows only: reproduced, not reproduced, no headline claim."""
+    out = {}
+    for scale in sorted({s for r in rows if r["passed"] is not None for s in str(r["scale"]).split(",")}):
+        at = [r for r in rows if r["passed"] is not None and scale in str(r["scale"]).split(",")]
+        heads = [r for r in at if r.get("kind") == "headline"]
+        if not heads:
+            out[scale] = ("no headline claim evaluated", f"{len(at)} other claim(s)")
+            continue
+        failed = [r["name"] for r in heads if r["passed"] is False]
+        out[scale] = (("not reproduced", f"{len(failed)} of {len(heads)} headline claims fail: {', '.join(failed)}")
+                      if failed else ("reproduced", f"{len(heads)}/{len(heads)} headline claims pass"))
+    return out
 
 
 def fmt(v) -> str:
@@ -138,21 +157,32 @@ def _cell(s) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| claim | scale | paper | measured: mean [min, max] | criterion | pass | note |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        cells = [r["name"] + (" (cross-run)" if r.get("kind") == "cross-run" else ""), r["scale"], r["paper"],
-                 measured_text(r), r["criterion"], verdict(r, bold=True), r.get("note", "")]
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    return "\n".join(lines)
+KIND_TITLES = {"headline": "Headline claims (the paper's own; they decide \"reproduced\")",
+               "supporting": "Supporting claims", "check": "Checks (hold by construction unless there is a bug)"}
+
+
+def markdown(rows: list[dict], headings: str = "###") -> str:
+    """The claim table, one section per kind (headline first, checks apart)."""
+    parts = []
+    for kind, title in KIND_TITLES.items():
+        mine = [r for r in rows if r.get("kind", "supporting") == kind]
+        if not mine:
+            continue
+        lines = [f"{headings} {title}", "", "| claim | scale | paper | measured: mean [min, max] | criterion | pass | note |",
+                 "|---|---|---|---|---|---|---|"]
+        for r in mine:
+            cells = [r["name"] + (" (cross-run)" if r.get("form") == "cross-run" else ""), r["scale"], r["paper"],
+                     measured_text(r), r["criterion"], verdict(r, bold=True), r.get("note", "")]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
 
 
 def text(rows: list[dict]) -> str:
-    lines = [f"{'claim':<34} {'scale':<6} {'mean':>9} {'min':>9} {'max':>9}  {'pass':<9} criterion"]
-    for r in rows:
-        name = r["name"] if r.get("kind") != "cross-run" else f"{r['name']} [x]"
-        lines.append(f"{name[:34]:<34} {r['scale']:<6} {fmt(r['measured']):>9} {fmt(r['min']):>9} "
+    lines = [f"{'claim':<34} {'kind':<10} {'scale':<6} {'mean':>9} {'min':>9} {'max':>9}  {'pass':<9} criterion"]
+    for r in sorted(rows, key=lambda r: list(KIND_TITLES).index(r.get("kind", "supporting"))):
+        name = r["name"] if r.get("form") != "cross-run" else f"{r['name']} [x]"
+        lines.append(f"{name[:34]:<34} {r.get('kind', ''):<10} {r['scale']:<6} {fmt(r['measured']):>9} {fmt(r['min']):>9} "
                      f"{fmt(r['max']):>9}  {verdict(r):<9} {r['criterion']}")
         if r.get("note") and r["passed"] is not True:
             lines.append(f"{'':<36}note: {r['note']}")

@@ -4,8 +4,10 @@ For each experiment found it writes into its results folder: `runs.csv` (one row
 flattened, final metrics), `aggregate.csv` (mean, SD, count over seeds per setting), `steps.csv`
 (every logged step), `claims.json`, the figures and `report.md`. Given a whole results tree it also
 writes `REPORT.md` there: one row per paper of the 30. Runs still running, failed or unreadable are
-listed with the reason and left out. `--check` exits 1 when a claim fails (or an experiment's
-claims/plots code raised).
+listed with the reason and left out. `--check` exits 1 when a headline claim fails (or an
+experiment's claims/plots code raised). `--update-cards` refreshes each paper's card
+(`experiments/<id>/README.md`) with the claim table; `--readme README.md` rewrites the top README's
+table of papers from the cards.
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import os
 import sys
 from pathlib import Path
 
-from runner.report.claims_table import text
+from runner.report import card
+from runner.report.claims_table import any_failed, text
 from runner.report.experiment import ExperimentReport, report_experiment
 from runner.report.overview import write_overview
+from runner import experiments
 from runner.report.runs import Run, Skipped, find_run_dirs, load_runs
 
 
@@ -24,7 +28,7 @@ def _common_dir(paths: list[Path]) -> Path:
     return Path(os.path.commonpath([str(p.parent) for p in paths]))
 
 
-def report_tree(root: Path) -> dict[str, ExperimentReport]:
+def report_tree(root: Path, update_cards: bool = False) -> dict[str, ExperimentReport]:
     """Report every experiment under `root`; {experiment_id: ExperimentReport}."""
     runs, skipped = load_runs(root)
     for s in skipped:
@@ -47,6 +51,10 @@ def report_tree(root: Path) -> dict[str, ExperimentReport]:
             print(text(rep.claims))
         for e in rep.errors:
             print(f"optrun-report: {exp}: {e}", file=sys.stderr)
+        if any_failed(rep.claims, kinds=("check",)):
+            print(f"optrun-report: {exp}: a check failed (it holds by construction: look for a bug)", file=sys.stderr)
+        if update_cards and exp in experiments.folders() and rs:
+            print(f"card: {card.refresh(exp, rep.claims, rs)}")
     return reports
 
 
@@ -63,12 +71,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="where to write the 30-paper overview (default: PATH/REPORT.md for a whole results tree)")
     ap.add_argument("--no-overview", action="store_true", help="do not write the 30-paper overview")
     ap.add_argument("--failed-targets", default="", help="smoke targets that exited non-zero (space separated)")
+    ap.add_argument("--update-cards", action="store_true", help="refresh the claim table in experiments/<id>/README.md")
+    ap.add_argument("--readme", type=Path, default=None, help="rewrite this README's table of papers from the cards")
     args = ap.parse_args(argv)
+    if args.readme is not None:
+        changed = card.refresh_readme(args.readme)
+        print(f"{args.readme}: table of papers {'rewritten' if changed else 'up to date'}")
+        if args.path == "results" and not Path(args.path).is_dir():
+            return 0
     root = Path(args.path)
     if not root.is_dir():
         print(f"optrun-report: error: {root} is not a folder", file=sys.stderr)
         return 2
-    reports = report_tree(root)
+    reports = report_tree(root, update_cards=args.update_cards)
     if not reports:
         print(f"optrun-report: no run folders under {root}")
     overview = args.overview or (root / "REPORT.md" if is_results_root(root) else None)
@@ -76,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\noverview: {write_overview(overview, reports, args.failed_targets.split())}")
     failed = [exp for exp, rep in reports.items() if rep.failed]
     if args.check and failed:
-        print(f"\noptrun-report: claims FAILED (or the report raised) for: {', '.join(failed)}", file=sys.stderr)
+        print(f"\noptrun-report: headline claims FAILED (or the report raised) for: {', '.join(failed)}",
+              file=sys.stderr)
         return 1
     return 0
 

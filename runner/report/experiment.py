@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from runner.dispatch import experiment_module
-from runner.report.claims_table import aggregate_claims, any_failed, cross_run_rows, fmt, markdown
+from runner.experiments import module as experiment_module
+from runner.report.claims_table import aggregate_claims, any_failed, cross_run_rows, fmt, markdown, scale_states
 from runner.report.figures import main_metric, plot_fallback
 from runner.report.papers import paper
 from runner.report.runs import Run, Skipped, error_line
@@ -112,8 +112,11 @@ def write_markdown(rep: ExperimentReport, agg: pd.DataFrame) -> None:
         md += ["## Reporter errors", "", *[f"- {e}" for e in rep.errors], ""]
     md += ["## Claims", ""]
     if rep.claims:
-        md += ["Per-run claims pass at a scale when every completed run they apply to passes; cross-run "
-               "claims compare runs.", "", markdown(rep.claims), ""]
+        states = scale_states(rep.claims)
+        md += [*[f"- **{scale}: {st}** ({detail})" for scale, (st, detail) in states.items()], "",
+               "A paper counts as reproduced at a scale when all its headline claims pass there. Per-run "
+               "claims pass at a scale when every completed run they apply to passes; cross-run claims "
+               "compare runs.", "", markdown(rep.claims), ""]
     else:
         md += ["_No claims evaluated (none declared, or no readable run)._", ""]
     if not agg.empty:

@@ -1,16 +1,17 @@
 """`results/REPORT.md`: one row per paper of the 30, with an honest state and a link to its report.
 
-States: `not yet implemented` (no `conf/experiment/<id>.yaml`), `implemented, not run` (no run folder
+States: `not yet implemented` (no `experiments/<id>/` folder), `implemented, not run` (no run folder
 under the results tree), `runs fail` (run folders exist but none could be read: failed, running,
-corrupt), `runs` (runs read, no claim evaluated), `claims pass` or `claims fail`.
+corrupt), `runs` (runs read, no headline claim evaluated), `reproduced` or `not reproduced` per scale,
+from headline claims only (supporting claims and checks are counted beside them).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from runner.config_check import CONF_DIR
-from runner.report.claims_table import fmt
+from runner import experiments
+from runner.report.claims_table import fmt, scale_states
 from runner.report.papers import papers
 from runner.results import atomic_write
 
@@ -18,7 +19,7 @@ HEADLINE_CLAIMS = 3
 
 
 def implemented(experiment_id: str) -> bool:
-    return (Path(CONF_DIR) / "experiment" / f"{experiment_id}.yaml").exists()
+    return experiment_id in experiments.folders()
 
 
 def state(experiment_id: str, rep) -> tuple[str, str]:
@@ -30,25 +31,23 @@ def state(experiment_id: str, rep) -> tuple[str, str]:
     if not rep.runs:
         reasons = sorted({s.reason.split(":")[0] for s in rep.skipped})
         return "runs fail", f"{len(rep.skipped)} run(s) left out ({'; '.join(reasons)[:120]})"
-    evaluated = [c for c in rep.claims if c["passed"] is not None]
-    if rep.errors:
-        detail = "; reporter errors: " + " / ".join(rep.errors)[:160]
-    else:
-        detail = ""
-    if not evaluated:
-        return "runs", "no claim evaluated" + detail
-    n_fail = sum(c["passed"] is False for c in evaluated)
-    if n_fail:
-        names = ", ".join(c["name"] for c in evaluated if c["passed"] is False)
-        return "claims fail", f"{n_fail} of {len(evaluated)} fail: {names}"[:200] + detail
-    return "claims pass", f"{len(evaluated)}/{len(evaluated)} pass" + detail
+    detail = "; reporter errors: " + " / ".join(rep.errors)[:160] if rep.errors else ""
+    states = {s: v for s, v in scale_states(rep.claims).items() if v[0] != "no headline claim evaluated"}
+    if not states:
+        return "runs", "no headline claim evaluated" + detail
+    others = [c for c in rep.claims if c["passed"] is not None and c.get("kind") != "headline"]
+    n_bad = sum(c["passed"] is False for c in others)
+    aside = f"; other claims {len(others) - n_bad}/{len(others)} pass" if others else ""
+    word = "not reproduced" if any(st == "not reproduced" for st, _ in states.values()) else "reproduced"
+    text = "; ".join(f"{scale}: {st} ({d})" for scale, (st, d) in states.items())
+    return word, (text[:220] + aside + detail)
 
 
 def headline(rep) -> str:
     """The first few evaluated claims' measured means, e.g. 'P2 gap depth = 76.8 (>= 40)'."""
     if rep is None:
         return ""
-    shown = [c for c in rep.claims if c["measured"] is not None][:HEADLINE_CLAIMS]
+    shown = [c for c in rep.claims if c["measured"] is not None and c.get("kind") == "headline"][:HEADLINE_CLAIMS]
     return "; ".join(f"{c['name']} = {fmt(c['measured'])}" for c in shown)
 
 
@@ -84,9 +83,10 @@ def write_overview(path: Path, reports: dict, failed_targets: list[str] = ()) ->
     md = ["# optrun: reproduction status of the 30 papers", "",
           "Written by `optrun-report` from the results tree next to this file (`make reproduce-smoke` runs "
           "every experiment's smoke target first). Claim values are computed from the logged metrics; "
-          "a paper's state is `claims pass` only if every claim evaluated on its runs passes.", "",
+          "a paper is `reproduced` at a scale only if every headline claim (the paper's own) passes there; "
+          "supporting claims and checks are counted beside it.", "",
           "Summary: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])) + ".", "",
-          "| # | id | paper | state | runs | headline (claim means) | report |", "|---|---|---|---|---|---|---|"]
+          "| # | id | paper | state | runs | headline claims (means) | report |", "|---|---|---|---|---|---|---|"]
     md += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
     others = sorted(set(reports) - {p["id"] for p in papers()})
     if others:

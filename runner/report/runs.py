@@ -43,6 +43,20 @@ class Run:
         return str(self.cfg.get("scale", "smoke"))
 
     @property
+    def study(self) -> str | None:
+        """The study of `experiments/<id>/studies.yaml` this run belongs to (None: an ad hoc run)."""
+        return self.cfg.get("study")
+
+    @property
+    def arm(self) -> str | None:
+        return self.cfg.get("arm")
+
+    def is_in(self, study=None, arms=None) -> bool:
+        from runner.claims import in_study
+
+        return in_study(self.cfg, study, arms)
+
+    @property
     def seed(self):
         return self.cfg.get("seed")
 

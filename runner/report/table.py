@@ -34,10 +34,11 @@ def flatten_config(cfg: dict, prefix: str = "") -> dict:
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
-    """One row per run: name, status, scale, seed, steps, `cfg.<key>` columns, `final.<metric>` columns."""
+    """One row per run: name, status, scale, study, arm, seed, steps, `cfg.<key>` columns, `final.<metric>` columns."""
     rows = []
     for r in runs:
-        rows.append({"run": r.name, "status": r.status.get("status"), "scale": r.scale, "seed": r.seed,
+        rows.append({"run": r.name, "status": r.status.get("status"), "scale": r.scale, "study": r.study,
+                     "arm": r.arm, "seed": r.seed,
                      "steps": r.status.get("step"), "diverged_at": r.diverged_at, "wall_s": r.status.get("wall_s"),
                      "notes": "; ".join(r.notes),
                      **{f"cfg.{k}": v for k, v in flatten_config(r.cfg).items()},
