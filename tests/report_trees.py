@@ -75,7 +75,7 @@ CLAIMS = [
     Claim("loss falls", "the loss decreases (toy)", "final loss < 0.05",
           lambda df, c: df.loss.iloc[-1], lambda v: v < 0.05, lambda c: c["optimizer"]["lr"] >= 0.2),
     Claim("small lr converges", "a small step also converges (toy, fails)", "final loss < 0.05",
-          lambda df, c: df.loss.iloc[-1], lambda v: v < 0.05, lambda c: c["optimizer"]["lr"] < 0.2),
+          lambda df, c: df.loss.iloc[-1], lambda v: v < 0.05, lambda c: c["optimizer"]["lr"] < 0.2, kind="headline"),
     Claim("needs a column", "a metric nobody logged", "gap > 0",
           lambda df, c: df["gap"].iloc[-1], lambda v: v > 0),
     Claim("paper only", "only checked at the paper's scale", "loss < 1",

@@ -21,17 +21,17 @@ def run(*args, cwd=None):
 def smoke_results(tmp_path_factory):
     """A shortened smoke run of the flagship plus a control whose recovery claim must fail."""
     res = tmp_path_factory.mktemp("results")
-    p = run("optrun", "experiment=stability_gap", "trainer.iters_per_task=20", "progress=false",
-            f"results_dir={res}")
-    assert p.returncode == 0, p.stderr
-    p = run("optrun", "experiment=stability_gap", "trainer.iters_per_task=20", "trainer.lw_new=1.0",
+    p = run("optrun", "experiment=stability_gap", "study=split_digits", "arm=er", "trainer.iters_per_task=20",
             "progress=false", f"results_dir={res}")
+    assert p.returncode == 0, p.stderr
+    p = run("optrun", "experiment=stability_gap", "study=split_digits", "arm=er", "trainer.iters_per_task=20",
+            "trainer.lw_new=1.0", "progress=false", f"results_dir={res}")
     assert p.returncode == 0, p.stderr
     return res
 
 
 def test_cli_run_writes_the_documented_files(smoke_results):
-    run_dir = smoke_results / "stability_gap" / "trainer.iters_per_task=20"
+    run_dir = smoke_results / "stability_gap" / "split_digits.er.trainer.iters_per_task=20"
     assert {"config.yaml", "metrics.csv", "status.json", "summary.json", "accuracy.png"} <= \
         {p.name for p in run_dir.iterdir()}
     df = pd.read_csv(run_dir / "metrics.csv")
@@ -42,8 +42,8 @@ def test_cli_run_writes_the_documented_files(smoke_results):
 
 
 def test_rerun_of_completed_run_does_nothing(smoke_results):
-    p = run("optrun", "experiment=stability_gap", "trainer.iters_per_task=20", "progress=false",
-            f"results_dir={smoke_results}")
+    p = run("optrun", "experiment=stability_gap", "study=split_digits", "arm=er", "trainer.iters_per_task=20",
+            "progress=false", f"results_dir={smoke_results}")
     assert p.returncode == 0 and "already completed" in p.stdout
 
 
@@ -54,7 +54,7 @@ def test_report_check_fails_on_a_failing_claim(smoke_results):
     claims = json.loads((smoke_results / "stability_gap" / "claims.json").read_text())
     p3a = next(c for c in claims if c["name"].startswith("P3a"))
     failing = [r for r in p3a["runs"] if not r["passed"]]
-    assert [r["run"] for r in failing] == ["trainer.iters_per_task=20,trainer.lw_new=1.0"]
+    assert [r["run"] for r in failing] == ["split_digits.er.trainer.iters_per_task=20,trainer.lw_new=1.0"]
     assert (smoke_results / "stability_gap" / "report.md").read_text().count("| P") >= 6
     assert (smoke_results / "stability_gap" / "stability_gap.png").stat().st_size > 10_000
 

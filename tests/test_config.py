@@ -3,11 +3,12 @@ import pytest
 from hydra.utils import instantiate
 
 from runner.cli import _user_overrides, help_text
-from runner.config_check import CONF_DIR, check_overrides
+from runner import experiments
+from runner.config_check import check_overrides
 from runner.errors import OptrunError
 from runner.results import run_name
 
-EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+EXPERIMENTS = experiments.ids()
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -23,9 +24,10 @@ def test_paper_scale_uses_the_official_split_mnist_setting(make_cfg):
     assert cfg.dataset.base.name == "mnist" and list(cfg.model.hidden) == [400, 400]
     assert cfg.trainer.batch_size == 256 and cfg.trainer.epochs_per_task == 10 and cfg.trainer.memory_size == 2000
     assert cfg.optimizer.lr == 0.01 and cfg.trainer.lw_new == 0.3
-    # a group override still composes with the preset (rotated MNIST at paper scale)
+    assert cfg.dataset._target_.endswith(".split") and cfg.dataset.base.stand_in is False
+    # a group override on the command line still wins over the scale file's switch
     cfg = make_cfg("experiment=stability_gap", "scale=paper", "dataset=rotated_digits")
-    assert cfg.dataset.base.name == "mnist" and cfg.dataset._target_.endswith("rotated")
+    assert cfg.dataset.base.name == "digits" and cfg.dataset._target_.endswith("rotated")
 
 
 def test_command_line_values_win_over_experiment_and_preset(make_cfg):

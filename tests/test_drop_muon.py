@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from experiments.drop_muon import claims as dm_claims
+from runner import experiments
 from runner.dispatch import build, execute
 from runner.engine import Engine
 from runner.errors import OptrunError
@@ -115,9 +116,22 @@ def test_bad_sampling_is_one_line(make_cfg):
         trainer.phases(state)
 
 
+def test_scales_compose_the_papers_setup(make_cfg):
+    cfg = make_cfg("experiment=drop_muon")
+    assert cfg.dataset.name == "digits" and list(cfg.model.channels) == [32, 64, 128] and cfg.trainer.steps == 300
+    cfg = make_cfg("experiment=drop_muon", "scale=paper")
+    assert cfg.dataset.name == "mnist" and list(cfg.model.channels) == [64, 128, 256] and cfg.model.pool
+    assert cfg.trainer.batch_size == 8192 and cfg.optimizer.lr == 0.1 and cfg.threads is None
+    assert cfg.trainer._target_.endswith("ProgressiveTrainer") and cfg.optimizer._target_.endswith("Muon")
+    for scale in ("smoke", "paper"):
+        (study,) = experiments.studies("drop_muon", scale).values()
+        assert study["arms"] == {"muon": ["trainer.sampling=full"], "drop_muon": ["trainer.sampling=uniform"]}
+
+
 def test_claims_from_a_tiny_sweep(make_cfg, tmp_path):
-    for s in ("full", "uniform"):
-        execute(make_cfg(*TINY, "trainer.steps=40", f"trainer.sampling={s}"), tmp_path / s)
+    for s, arm in (("full", "muon"), ("uniform", "drop_muon")):
+        execute(make_cfg(*TINY, "trainer.steps=40", f"trainer.sampling={s}", "study=digits_cnn", f"arm={arm}"),
+                tmp_path / s)
     runs, _ = load_runs(tmp_path)
     df = next(r for r in runs if r.cfg["trainer"]["sampling"] == "uniform").metrics
     assert {"start_layer", "layers_updated", "layer_backward", "train_time_s", "test_acc", "update_norm_1"} <= set(df)
@@ -126,6 +140,9 @@ def test_claims_from_a_tiny_sweep(make_cfg, tmp_path):
     rows = {r["name"]: r for r in dm_claims.cross_run_claims(runs)}
     assert set(rows) == {"cheaper steps", "layer backward to target", "wall-clock to target", "final accuracy"}
     assert all(r["n"] == 1 for r in rows.values())
+    assert {r["kind"] for r in rows.values()} == {"headline", "supporting"}
+    drop = next(r for r in runs if r.arm == "drop_muon")
+    assert [c["kind"] for c in drop.summary["claims"]] == ["check", "check"]
     muon = next(r for r in runs if r.cfg["trainer"]["sampling"] == "full").metrics
     assert muon.layer_backward.iloc[-1] == 40 * 4
     assert pd.notna(rows["final accuracy"]["measured"]) and pd.notna(rows["cheaper steps"]["measured"])

@@ -1,5 +1,6 @@
-"""ghosts_softmax: every sub-experiment composes at both scales, tiny runs of each write the files the
-claims and figures read, and the cross-run claims compute what they say."""
+"""ghosts_softmax: every sub-experiment composes at both scales (ResNet-18 on CIFAR-10 for the resnet part),
+the studies declare the old Makefile's runs, tiny runs of each write the files the claims and figures read,
+and the cross-run claims compute what they say."""
 import math
 
 import pandas as pd
@@ -7,6 +8,7 @@ import pytest
 from hydra.utils import instantiate
 
 from experiments.ghosts_softmax import claims, plots
+from runner import experiments
 from runner.dispatch import execute
 from runner.report.runs import Run, load_runs
 
@@ -19,8 +21,26 @@ def test_every_part_composes(make_cfg, sub, scale):
     cfg = make_cfg("experiment=ghosts_softmax", f"ghosts_softmax={sub}", f"scale={scale}")
     assert cfg.part == sub and cfg.scale == scale
     instantiate(cfg.trainer)
-    if sub == "rsweep":
-        assert cfg.hooks.step_sweep.n_random == (20 if scale == "paper" else 5)
+    if sub == "resnet":  # the part switches dataset, model and optimizer (the experiment file overrides none)
+        assert cfg.dataset.name == "cifar10" and cfg.model._target_ == "runner.models.resnet.resnet18"
+        assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.momentum == 0.9
+        assert cfg.hooks.radius.mode == "set" and cfg.trainer.epochs == 10
+    else:
+        assert cfg.dataset.name == "digits" and cfg.optimizer._target_ == "torch.optim.Adam"
+
+
+def test_paper_scale_studies():
+    """Per-part paper settings are study overrides: the r-sweep's 20 random directions and 384 probe samples."""
+    smoke, paper = (experiments.studies("ghosts_softmax", s) for s in ("smoke", "paper"))
+    assert set(smoke) == {"spike_held", "spike_1step", "rsweep", "temperature"}
+    assert set(paper) == set(smoke) | {"resnet"}
+    assert list(paper["rsweep"]["arms"]) == list(claims.ARCHITECTURES)
+    runs = {(s, a): o for s, a, o in experiments.arm_runs("ghosts_softmax", "paper")}
+    cfg = experiments.compose([o for o in runs[("rsweep", "mlp_ln")] if "," not in o])
+    assert cfg.hooks.step_sweep.n_random == 20 and cfg.hooks.step_sweep.max_samples == 384
+    assert cfg.model.layer_norm and cfg.study == "rsweep" and cfg.arm == "mlp_ln"
+    cfg = experiments.compose([o for o in runs[("resnet", "fixed_lr")] if "," not in o])
+    assert cfg.model._target_ == "runner.models.resnet.resnet18" and not cfg.hooks.radius.controller
 
 
 def test_paper_settings_of_the_spike(make_cfg):
@@ -32,28 +52,20 @@ def test_paper_settings_of_the_spike(make_cfg):
 
 
 TINY = {
-    "spike": ["trainer.steps=12", "schedule.start=4", "hooks.radius.controller=true"],
-    "rsweep": ["ghosts_softmax=rsweep", "model=linear", "trainer.steps=10", "hooks.step_sweep.n_r=7",
-               "hooks.step_sweep.n_random=2", "hooks.step_sweep.max_samples=64"],
-    "temperature": ["ghosts_softmax=temperature", "trainer.steps=10", "trainer.temperature=2",
-                    "hooks.step_sweep.n_r=9"],
+    "spike": ["study=spike_held", "arm=controller", "trainer.steps=12", "schedule.start=4",
+              "hooks.radius.controller=true"],
+    "rsweep": ["study=rsweep", "arm=linear", "ghosts_softmax=rsweep", "model=linear", "trainer.steps=10",
+               "hooks.step_sweep.n_r=7", "hooks.step_sweep.n_random=2", "hooks.step_sweep.max_samples=64"],
+    "temperature": ["study=temperature", "arm=mlp_gelu", "ghosts_softmax=temperature", "trainer.steps=10",
+                    "trainer.temperature=2", "hooks.step_sweep.n_r=9"],
 }
 
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from runner.config_check import CONF_DIR
-
     root = tmp_path_factory.mktemp("ghosts") / "ghosts_softmax"
     for name, overrides in TINY.items():
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(CONF_DIR), version_base=None):
-            cfg = compose("config", overrides=["experiment=ghosts_softmax", "progress=false", "device=cpu",
-                                               *overrides])
-        GlobalHydra.instance().clear()
+        cfg = experiments.compose(["experiment=ghosts_softmax", "progress=false", "device=cpu", *overrides])
         execute(cfg, root / name)
     runs, skipped = load_runs(root)
     assert not skipped
@@ -82,7 +94,8 @@ def test_tiny_runs_log_what_claims_and_figures_read(tiny_runs):
 def _temperature_run(T, seed, onset_r, rho):
     metrics = pd.DataFrame({"step": [0, 1], "onset_descent": [math.nan, onset_r],
                             "tau_onset_descent": [math.nan, onset_r * rho]})
-    cfg = {"part": "temperature", "seed": seed, "trainer": {"temperature": T}}
+    cfg = {"part": "temperature", "study": "temperature", "arm": "mlp_gelu", "seed": seed,
+           "trainer": {"temperature": T}}
     return Run(path=None, cfg=cfg, status={"status": "completed"}, summary={}, metrics=metrics)
 
 
@@ -90,7 +103,7 @@ def test_temperature_claim_compares_log_spreads():
     # rho grows like T and the onset in r is the same: the raw thresholds spread, the normalised ones do not
     runs = [_temperature_run(T, s, 1.5 + 0.01 * s, 0.1 * T) for T in (0.5, 1, 2, 4) for s in (0, 1)]
     (row,) = claims.cross_run_claims(runs)
-    assert row["name"].startswith("T1") and row["passed"] and row["measured"] == pytest.approx(0.0, abs=1e-12)
+    assert row["name"].startswith("T1") and row["kind"] == "headline" and row["passed"] and row["measured"] == pytest.approx(0.0, abs=1e-12)
     # if rho does not depend on T either, normalising changes nothing: ratio 1, the claim fails
     runs = [_temperature_run(T, 0, 1.5 * T, 0.1) for T in (0.5, 1, 2, 4)]
     (row,) = claims.cross_run_claims(runs)
@@ -98,16 +111,13 @@ def test_temperature_claim_compares_log_spreads():
 
 
 def test_architecture_coverage_claim():
-    def run(model):
-        return Run(path=None, cfg={"part": "rsweep", "model": model}, status={"status": "completed"}, summary={})
+    """R0 reads the r-sweep study's arms (one per architecture)."""
+    def run(arch, study="rsweep"):
+        return Run(path=None, cfg={"part": "rsweep", "study": study, "arm": arch}, status={"status": "completed"},
+                   summary={})
 
-    mlp = "runner.models.mlp.MLP"
-    models = [{"_target_": mlp, "hidden": []}, {"_target_": mlp, "hidden": [8]}, {"_target_": "runner.models.cnn.CNN"},
-              {"_target_": mlp, "hidden": [8], "layer_norm": True},
-              {"_target_": "runner.models.cnn.CNN", "batch_norm": True},
-              {"_target_": "runner.models.transformer.TinyTransformer"}]
-    assert [claims.arch_name({"model": m}) for m in models] == list(claims.ARCHITECTURES)
-    (row,) = claims.cross_run_claims([run(m) for m in models])
-    assert row["passed"] and row["measured"] == 6
-    (row,) = claims.cross_run_claims([run(m) for m in models[:-1]])
+    archs = list(claims.ARCHITECTURES)
+    (row,) = claims.cross_run_claims([run(a) for a in archs])
+    assert row["passed"] and row["measured"] == 6 and row["kind"] == "check"
+    (row,) = claims.cross_run_claims([run(a) for a in archs[:-1]] + [run("transformer", study=None)])
     assert not row["passed"] and "transformer" in row["note"]

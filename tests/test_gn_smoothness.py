@@ -79,15 +79,31 @@ def test_short_sweep_and_cross_run_claims(make_cfg, tmp_path):
     from runner.dispatch import execute
     from runner.report.runs import load_runs
 
+    arms = {"exact": "exact", "weighted_gn": "weighted_gn", "none": "precond_gradient"}
     for hess in ("exact", "weighted_gn", "none"):
-        cfg = make_cfg("experiment=gn_smoothness", "problem.n=30", "problem.m=30", "problem.mu=0.25",
-                       f"algorithm.hessian={hess}", "trainer.max_iters=400")
+        cfg = make_cfg("experiment=gn_smoothness", "study=logsumexp", f"arm={arms[hess]}", "problem.n=30",
+                       "problem.m=30", "problem.mu=0.25", f"algorithm.hessian={hess}", "trainer.max_iters=400")
         summary = execute(cfg, tmp_path / "gn_smoothness" / hess)
         assert summary["status"] == "completed"
     runs, _ = load_runs(tmp_path)
     by = {r.path.name: r for r in runs}
     assert by["exact"].metrics.converged.iloc[-1] == 1 and by["weighted_gn"].metrics.converged.iloc[-1] == 1
     assert np.all(np.diff(by["exact"].metrics.loss.to_numpy()) <= 1e-12)  # monotone decrease
-    assert {c["name"][:2] for c in by["weighted_gn"].summary["claims"]} == {"G1"}
+    assert [(c["name"][:2], c["kind"]) for c in by["weighted_gn"].summary["claims"]] == [("G1", "headline")]
     x1, x2 = cross_run_claims(runs)
-    assert x1["n"] == 1 and x2["n"] == 1 and x1["measured"] >= 1.0
+    assert x1["n"] == 1 and x2["n"] == 1 and x1["measured"] >= 1.0 and x1["kind"] == "supporting"
+
+
+def test_scales_and_studies(make_cfg):
+    from runner import experiments
+
+    cfg = make_cfg("experiment=gn_smoothness")
+    assert cfg.problem.n == 100 and cfg.trainer.max_iters == 3000 and cfg.threads == 1
+    cfg = make_cfg("experiment=gn_smoothness", "scale=paper")
+    assert cfg.problem.n == 1000 and cfg.problem.m == 1000 and cfg.problem.mu == 1.0 and cfg.trainer.max_iters == 1000
+    cfg = make_cfg("experiment=gn_smoothness", "scale=paper", "problem=power_residual", "problem.n=100",
+                   "problem.m=200", "algorithm.hessian=fisher")
+    assert cfg.problem.n == 100 and cfg.problem.p == 4.0
+    smoke, paper = (experiments.studies("gn_smoothness", s) for s in ("smoke", "paper"))
+    assert list(smoke) == ["logsumexp", "logistic"] and list(paper) == ["logsumexp", "power_residual"]
+    assert list(paper["power_residual"]["arms"]) == ["exact", "fisher", "precond_gradient"]

@@ -31,7 +31,8 @@ def test_claims_pass_fail_missing_data_and_other_scale(tmp_path, toy):
     assert main([str(res / toy)]) == 0  # without --check failures only get reported
     c = _claims(res, toy)
     assert c["loss falls"]["passed"] is True and (c["loss falls"]["n"], c["loss falls"]["n_passed"]) == (6, 6)
-    assert c["loss falls"]["scale"] == "smoke" and c["loss falls"]["kind"] == "per-run"
+    assert c["loss falls"]["scale"] == "smoke" and c["loss falls"]["form"] == "per-run"
+    assert c["loss falls"]["kind"] == "supporting" and c["small lr converges"]["kind"] == "headline"
     finals = [toy_metrics(0.2, s).loss.iloc[-1] for s in (0, 1, 2)]
     assert c["loss falls"]["measured"] == pytest.approx(np.mean(finals))
     assert c["loss falls"]["min"] == pytest.approx(min(finals)) and c["loss falls"]["max"] == pytest.approx(max(finals))
@@ -41,7 +42,33 @@ def test_claims_pass_fail_missing_data_and_other_scale(tmp_path, toy):
     assert c["paper only"]["passed"] is None and "paper" in c["paper only"]["scale"]
     report = (res / toy / "report.md").read_text()
     assert "| small lr converges | smoke |" in report and "**NO** (0/6)" in report
-    assert main([str(res / toy), "--check"]) == 1
+    assert "**smoke: not reproduced** (1 of 1 headline claims fail: small lr converges)" in report
+    assert report.index("### Headline claims") < report.index("### Supporting claims")
+    assert main([str(res / toy), "--check"]) == 1  # a headline claim fails
+
+
+def test_only_headline_claims_decide_check(tmp_path, monkeypatch):
+    claims = """
+    from runner.claims import Claim
+    CLAIMS = [Claim("paper's claim", "toy", "loss < 1", lambda df, c: df.loss.iloc[-1], lambda v: v < 1, kind="headline"),
+              Claim("side remark", "toy", "loss < 0", lambda df, c: df.loss.iloc[-1], lambda v: v < 0),
+              Claim("bound", "by construction", "loss >= 0", lambda df, c: df.loss.iloc[-1], lambda v: v < 0, kind="check")]
+    """
+    exp = install_experiment(tmp_path, monkeypatch, "toy_kinds_exp", claims)
+    toy_sweep(tmp_path / "res", exp, lrs=(0.1,), methods=("a",))
+    assert main([str(tmp_path / "res" / exp), "--check"]) == 0
+    report = (tmp_path / "res" / exp / "report.md").read_text()
+    assert "**smoke: reproduced** (1/1 headline claims pass)" in report and "### Checks" in report
+
+
+def test_claims_select_runs_by_study_and_arm():
+    from runner.claims import Claim
+
+    c = Claim("x", "p", "c", lambda df, cfg: 0.0, lambda v: True, study=("a", "b"), arms="er")
+    assert c.relevant({"study": "a", "arm": "er"}) and c.relevant({"study": "b", "arm": "er", "scale": "paper"})
+    assert not c.relevant({"study": "a", "arm": "finetune"}) and not c.relevant({"study": None, "arm": "er"})
+    with pytest.raises(ValueError, match="kind='main'"):
+        Claim("y", "p", "c", lambda df, cfg: 0.0, lambda v: True, kind="main")
 
 
 def test_claim_rows_are_per_scale_and_diverged_runs_are_left_out(tmp_path, toy):
@@ -69,7 +96,7 @@ def test_cross_run_claims_are_reported_and_checked(tmp_path, toy):
     main([str(res / toy)])
     c = _claims(res, toy)
     beats = c["large lr beats small lr"]
-    assert beats["kind"] == "cross-run" and beats["passed"] is True and beats["scale"] == "smoke"
+    assert beats["form"] == "cross-run" and beats["passed"] is True and beats["scale"] == "smoke"
     assert beats["measured"] > 10 and beats["n"] == 12
     assert c["impossible"]["passed"] is False and c["impossible"]["note"] == "deliberately failing"
     report = (res / toy / "report.md").read_text()
@@ -121,7 +148,7 @@ def _continual_metrics(n_tasks=5, iters=20, gap=0.0) -> pd.DataFrame:
 def test_console_check_exits_nonzero_on_a_failing_claim(tmp_path):
     """The flagship's claims on synthetic logs without a stability gap: P2 must fail, --check must say so."""
     res = tmp_path / "results"
-    cfg = {"experiment_id": "stability_gap", "trainer": {"method": "er"},
+    cfg = {"experiment_id": "stability_gap", "study": "split_digits", "arm": "er", "trainer": {"method": "er"},
            "dataset": {"_target_": "runner.data.continual.split"}}
     for s in (0, 1):
         write_run(res, "stability_gap", f"seed={s}", {**cfg, "seed": s}, _continual_metrics(gap=0.0))

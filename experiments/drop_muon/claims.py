@@ -4,7 +4,9 @@ The target is 95 % of Muon's final test accuracy (per seed); "to target" reads t
 at or above it. Cost is counted twice: cumulative layer backward passes (a machine-independent
 proxy) and wall-clock time inside training steps (`train_time_s`, excluding evaluation). The paper
 reports up to 1.4x faster wall-clock on MNIST / Fashion-MNIST / CIFAR-10 CNNs at batch 8192; on a
-shared CPU at smoke scale timing is noisy, so both numbers are reported.
+shared CPU at smoke scale timing is noisy, so both numbers are reported (this folder's README.md).
+Claims select runs by the study arms of `studies.yaml`: `muon` (every layer, trainer.sampling=full)
+and `drop_muon` (uniform start layer); cross-run claims pair the two arms by seed.
 """
 from __future__ import annotations
 
@@ -18,8 +20,7 @@ from runner.claims import Claim, cross_run_row
 TARGET = 0.95  # fraction of Muon's final test accuracy
 
 
-def sampling(cfg: dict) -> str:
-    return cfg.get("trainer", {}).get("sampling", "")
+ARMS = ("muon", "drop_muon")
 
 
 def frozen_update_max(df: pd.DataFrame, cfg: dict) -> float:
@@ -39,10 +40,10 @@ def layers_updated_ratio(df: pd.DataFrame, cfg: dict) -> float:
 CLAIMS = [
     Claim("frozen layers untouched", "layers outside S^k keep weights (and momentum) unchanged",
           "max update norm of layers below the start layer == 0", frozen_update_max, lambda v: v == 0.0,
-          lambda cfg: sampling(cfg) == "uniform"),
+          kind="check", arms="drop_muon"),
     Claim("layers updated per step", "uniform start index: (b+1)/2 of the b layers are updated per step",
           "mean layers updated / ((b+1)/2) within [0.9, 1.1]", layers_updated_ratio,
-          lambda v: 0.9 <= v <= 1.1, lambda cfg: sampling(cfg) == "uniform"),
+          lambda v: 0.9 <= v <= 1.1, kind="check", arms="drop_muon"),
 ]
 
 
@@ -60,15 +61,15 @@ def final_acc(df: pd.DataFrame) -> float:
 def pairs(runs: list) -> dict[int, dict[str, object]]:
     out: dict[int, dict[str, object]] = defaultdict(dict)
     for r in runs:
-        if r.status.get("status") == "completed" and sampling(r.cfg) in ("full", "uniform") and "test_acc" in r.metrics:
-            out[int(r.cfg.get("seed", 0))][sampling(r.cfg)] = r
+        if r.status.get("status") == "completed" and r.is_in(arms=ARMS) and "test_acc" in r.metrics:
+            out[int(r.cfg.get("seed", 0))][r.arm] = r
     return {s: d for s, d in out.items() if len(d) == 2}
 
 
 def cross_run_claims(runs: list) -> list[dict]:
     backward, wall, acc_gap, per_step = [], [], [], []
-    for seed, d in sorted(pairs(runs).items()):
-        muon, drop = d["full"].metrics, d["uniform"].metrics
+    for _seed, d in sorted(pairs(runs).items()):
+        muon, drop = d["muon"].metrics, d["drop_muon"].metrics
         target = TARGET * final_acc(muon)
         a, b = to_target(muon, target), to_target(drop, target)
         if a is None or b is None:
@@ -83,13 +84,14 @@ def cross_run_claims(runs: list) -> list[dict]:
     return [
         row("cheaper steps", "backpropagation stops at layer s, so an iteration costs less than a full one",
             "wall-clock per training step, Drop-Muon / Muon <= 0.8 (backward work ratio (b+1)/2b)", per_step,
-            lambda v: v <= 0.8),
+            lambda v: v <= 0.8, kind="supporting"),
         row("layer backward to target", "Drop-Muon reaches the same accuracy with less computation",
             "layer backward passes to 95 % of Muon's final acc, Drop-Muon / Muon <= 0.75", backward,
-            lambda v: v <= 0.75),
+            lambda v: v <= 0.75, kind="supporting"),
         row("wall-clock to target", "same accuracy up to 1.4x faster in wall-clock (MNIST, batch 8192)",
-            "train time to 95 % of Muon's final acc, Drop-Muon / Muon <= 0.9", wall, lambda v: v <= 0.9),
+            "train time to 95 % of Muon's final acc, Drop-Muon / Muon <= 0.9", wall, lambda v: v <= 0.9,
+            kind="headline"),
         row("final accuracy", "Drop-Muon matches or beats Muon's accuracy",
             f"mean over {len(acc_gap)} seeds of final test acc, Drop-Muon - Muon >= -0.5 pp (same steps)", gap,
-            lambda v: v >= -0.5),
+            lambda v: v >= -0.5, kind="headline"),
     ]

@@ -8,10 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.drop_muon.claims import TARGET, final_acc, sampling
+from experiments.drop_muon.claims import TARGET, final_acc
 from runner.report.style import figure, save
 
 LABEL = {"full": ("Muon", "tab:blue"), "uniform": ("Drop-Muon (uniform s)", "tab:red")}
+
+
+def sampling(cfg: dict) -> str:
+    """The start-layer sampling of a run (full = Muon, uniform = Drop-Muon): the figures' grouping."""
+    return cfg.get("trainer", {}).get("sampling", "")
 
 
 def _title(cfg: dict, what: str) -> str:

@@ -1,10 +1,11 @@
 """Claims of "Ghosts of Softmax" (Sao 2026), measured on each run's `metrics.csv`.
 
-Three sub-experiments (`part` in the config): the LR spike (arms plain / clipped / ρ-controller,
-told apart by `trainer.clip_grad_norm` and `hooks.radius.controller`), the r-sweep over six
-architectures and the temperature test. Per-run claims are in `CLAIMS`; the claims that need
-several runs (architecture coverage, spread of onset thresholds across temperatures) are computed
-by `cross_run_claims(runs)`. Accuracies are in percent, as logged.
+The paper's statements and numbers are in this folder's README.md. Claims select runs by the studies and
+arms of `studies.yaml`: the LR spike (`spike_held`, `spike_1step`; arms plain / clip / controller),
+the r-sweep over six architectures (`rsweep`, one arm per architecture) and the temperature test
+(`temperature`). Per-run claims are in `CLAIMS`; the claims that need several runs (architecture
+coverage, spread of onset thresholds across temperatures) are computed by `cross_run_claims(runs)`.
+Accuracies are in percent, as logged.
 """
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ ARCHITECTURES = ("linear", "mlp", "cnn", "mlp_ln", "cnn_bn", "transformer")
 
 # --- reading a run's config -------------------------------------------------------------------
 def part(cfg: dict) -> str:
+    """The sub-experiment (`ghosts_softmax=<part>`): spike | rsweep | temperature | resnet."""
     return cfg.get("part", "")
 
 
 def arm(cfg: dict) -> str:
-    """plain | clip | controller (the spike and resnet sub-experiments)."""
+    """plain | clip | controller for spike and resnet runs: the study's arm, else read from the config."""
+    if cfg.get("arm") in ("plain", "clip", "controller"):
+        return cfg["arm"]
     if cfg.get("hooks", {}).get("radius", {}).get("controller"):
         return "controller"
     return "clip" if cfg.get("trainer", {}).get("clip_grad_norm") is not None else "plain"
@@ -34,7 +38,7 @@ def arm(cfg: dict) -> str:
 
 def spike_kind(cfg: dict) -> str:
     s = cfg.get("schedule") or {}
-    if not str(s.get("_target_", "")).endswith(".spike"):
+    if "factor" not in s:
         return "none"
     return "held" if s.get("length") is None else f"{s['length']}-step"
 
@@ -49,17 +53,8 @@ def base_lr(cfg: dict) -> float:
 
 
 def arch_name(cfg: dict) -> str:
-    m = cfg.get("model") or {}
-    target = str(m.get("_target_", ""))
-    if target.endswith("TinyTransformer"):
-        return "transformer"
-    if target.endswith("CNN"):
-        return "cnn_bn" if m.get("batch_norm") else "cnn"
-    if target.endswith("MLP"):
-        if not m.get("hidden"):
-            return "linear"
-        return "mlp_ln" if m.get("layer_norm") else "mlp"
-    return target.rsplit(".", 1)[-1] or "model"
+    """The architecture of an r-sweep run: its arm (linear, mlp, cnn, mlp_ln, cnn_bn, transformer)."""
+    return cfg.get("arm") or "model"
 
 
 # --- reading a run's logs ---------------------------------------------------------------------
@@ -86,55 +81,59 @@ def worst(df: pd.DataFrame, kind: str, lo: float, hi: float, include_hi: bool = 
 
 
 # --- which runs a claim speaks about ----------------------------------------------------------
-def _spike(cfg, which: str, kind: str, factor: float, lr: float = 0.01) -> bool:
-    return (part(cfg) == "spike" and arm(cfg) == which and spike_kind(cfg) == kind
-            and math.isclose(cfg["schedule"]["factor"], factor) and math.isclose(base_lr(cfg), lr))
+SPIKES = ("spike_held", "spike_1step")  # the LR-spike studies (x1000 held, x10^4 for one update)
+
+
+def _base_lr(lr: float):
+    return lambda cfg: math.isclose(base_lr(cfg), lr)
 
 
 def _capped(cfg) -> bool:
+    """The paper's rho-controller: the update capped at r <= 1."""
     r = cfg.get("hooks", {}).get("radius", {})
-    return part(cfg) == "spike" and arm(cfg) == "controller" and r.get("mode") == "cap" and r.get("target_r") == 1.0
+    return r.get("mode") == "cap" and r.get("target_r") == 1.0
 
-
-rsweep = lambda cfg: part(cfg) == "rsweep"  # noqa: E731
 
 CLAIMS = [
     Claim("S1 rho-ctrl survives x1000",
           "rho-controller keeps training through LR x1000 held from step 50 (prototype 94-98%; abstract: "
           "survives spikes up to 10,000x)",
           "final test acc >= 90 (base LR 1e-2)", lambda df, c: final(df, "test_acc"), lambda v: v >= 90,
-          lambda c: _spike(c, "controller", "held", 1000)),
+          _base_lr(0.01), kind="headline", study="spike_held", arms="controller"),
     Claim("S2 plain collapses x1000", "plain Adam collapses under the held x1000 spike (prototype ~10%)",
           "final test acc <= 20 (base LR 1e-2)", lambda df, c: final(df, "test_acc"), lambda v: v <= 20,
-          lambda c: _spike(c, "plain", "held", 1000)),
+          _base_lr(0.01), kind="supporting", study="spike_held", arms="plain"),
     Claim("S3 clipped collapses x1000", "clip_grad_norm(1) before Adam does not help (prototype ~10%)",
           "final test acc <= 20 (base LR 1e-2)", lambda df, c: final(df, "test_acc"), lambda v: v <= 20,
-          lambda c: _spike(c, "clip", "held", 1000)),
+          _base_lr(0.01), kind="headline", study="spike_held", arms="clip"),
     Claim("S4 rho-ctrl keeps r <= 1", "p~ = min(1, rho_a/||p||) p, so r <= 1 always (prototype max r 1.00)",
-          "max logged r <= 1 + 1e-6", lambda df, c: float(df["r"].max()), lambda v: v <= 1 + 1e-6, _capped),
+          "max logged r <= 1 + 1e-6", lambda df, c: float(df["r"].max()), lambda v: v <= 1 + 1e-6, _capped,
+          kind="check", study=SPIKES, arms="controller"),
     Claim("S5 rho-ctrl survives 1-step",
           "one-step x10^4 spike: rho-controller 96-98% vs plain 10-33% (prototype, base 1e-2)",
           "final test acc >= 90 (base LR 1e-2)", lambda df, c: final(df, "test_acc"), lambda v: v >= 90,
-          lambda c: _spike(c, "controller", "1-step", 10000)),
+          _base_lr(0.01), kind="headline", study="spike_1step", arms="controller"),
     Claim("R1 grad step safe at r < 1",
           "no model fails for r < 1 across 6 architectures (loss ratio >= 1.1 = failure, the paper's code)",
           "max loss ratio over r < 1, step along -grad, < 1.1",
-          lambda df, c: worst(df, "ratio_descent", 0.0, 1.0, include_hi=False), lambda v: v < FAIL_RATIO, rsweep),
+          lambda df, c: worst(df, "ratio_descent", 0.0, 1.0, include_hi=False), lambda v: v < FAIL_RATIO,
+          kind="headline", study="rsweep"),
     Claim("R2 random dirs safe at r < 1",
           "no model fails for r < 1 (random directions; onset of the median curve, as in the paper's code)",
           "max median-random loss ratio over r < 1 < 1.1",
-          lambda df, c: worst(df, "ratio_random", 0.0, 1.0, include_hi=False), lambda v: v < FAIL_RATIO, rsweep),
+          lambda df, c: worst(df, "ratio_random", 0.0, 1.0, include_hi=False), lambda v: v < FAIL_RATIO,
+          kind="headline", study="rsweep"),
     Claim("R3 failures at 1 <= r <= 10", "transitions fall at 1 < r < 10",
           "max loss ratio (gradient step or median random) over 1 <= r <= 10 >= 1.1",
           lambda df, c: max(worst(df, "ratio_descent", 1.0, 10.0), worst(df, "ratio_random", 1.0, 10.0)),
-          lambda v: v >= FAIL_RATIO, rsweep),
+          lambda v: v >= FAIL_RATIO, kind="headline", study="rsweep"),
 ]
 
 
 # --- claims over several runs -----------------------------------------------------------------
-def _row(name, paper, criterion, measured, passed, values=(), note=None) -> dict:
+def _row(name, kind, paper, criterion, measured, passed, values=(), note=None) -> dict:
     vals = [v for v in values if np.isfinite(v)]
-    row = {"name": name, "paper": paper, "criterion": criterion, "measured": measured, "passed": bool(passed),
+    row = {"name": name, "kind": kind, "paper": paper, "criterion": criterion, "measured": measured, "passed": bool(passed),
            "n": len(values), "n_passed": int(bool(passed)) * len(values),
            "min": min(vals) if vals else None, "max": max(vals) if vals else None}
     if note:
@@ -143,10 +142,11 @@ def _row(name, paper, criterion, measured, passed, values=(), note=None) -> dict
 
 
 def onset_table(runs: list) -> pd.DataFrame:
-    """One row per completed temperature run: T, seed, onset in r and in raw step length tau."""
+    """One row per completed run of `runs` (temperature runs) that logged an onset: T, seed, onset in r
+    and in raw step length tau."""
     rows = []
     for r in runs:
-        if part(r.cfg) == "temperature" and r.status.get("status") == "completed" and "onset_descent" in r.metrics:
+        if r.status.get("status") == "completed" and "onset_descent" in r.metrics:
             rows.append({"T": float(r.cfg["trainer"]["temperature"]), "seed": r.cfg.get("seed"),
                          "onset_r": final(r.metrics, "onset_descent"),
                          "onset_tau": final(r.metrics, "tau_onset_descent")})
@@ -161,21 +161,21 @@ def log_spread(t: pd.DataFrame, column: str) -> float:
 
 def cross_run_claims(runs: list) -> list[dict]:
     out = []
-    sweep = [r for r in runs if rsweep(r.cfg) and r.status.get("status") == "completed"]
+    sweep = [r for r in runs if r.is_in("rsweep") and r.status.get("status") == "completed"]
     if sweep:
-        covered = sorted({arch_name(r.cfg) for r in sweep})
+        covered = sorted({r.arm for r in sweep})
         missing = [a for a in ARCHITECTURES if a not in covered]
-        out.append(_row("R0 six architectures swept", "Linear, MLP, CNN, MLP+LN, CNN+BN, TinyTransformer",
+        out.append(_row("R0 six architectures swept", "check", "Linear, MLP, CNN, MLP+LN, CNN+BN, TinyTransformer",
                         "all six architectures have completed r-sweep runs", float(len(covered)), not missing,
                         [float(len(covered))], note=f"missing: {', '.join(missing)}" if missing else None))
-    t = onset_table(runs).dropna()
+    t = onset_table([r for r in runs if r.is_in("temperature")]).dropna()
     if len(t):
         temps = t["T"].nunique()
         ok = temps >= 3
         s_tau = log_spread(t, "onset_tau") if ok else math.nan
         s_r = log_spread(t, "onset_r") if ok else math.nan
         ratio = s_r / s_tau if ok and s_tau > 0 else math.nan
-        out.append(_row("T1 onsets collapse in r",
+        out.append(_row("T1 onsets collapse in r", "headline",
                         "SD of onset thresholds across T: 0.992 raw -> 0.164 normalised (ratio 0.17; statistic "
                         "not specified)",
                         "SD_T(log10 onset r) / SD_T(log10 onset tau) <= 0.5 (loss ratio >= 2, >= 3 temperatures)",

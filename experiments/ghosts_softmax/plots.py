@@ -8,8 +8,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.ghosts_softmax.claims import (ARCHITECTURES, FAIL_RATIO, arch_name, arm, base_lr, curve,
-                                               onset_table, part, spike_label)
+from experiments.ghosts_softmax.claims import (
+    ARCHITECTURES,
+    FAIL_RATIO,
+    arch_name,
+    arm,
+    base_lr,
+    curve,
+    onset_table,
+    part,
+    spike_label,
+)
 from runner.report.style import figure, save
 
 ARM_COLORS = {"plain": "tab:red", "clip": "tab:cyan", "controller": "tab:orange"}
@@ -166,7 +175,8 @@ def plot_rsweep(runs: list, out_dir: Path) -> list[Path]:
 
 
 def plot_temperature(runs: list, out_dir: Path) -> Path | None:
-    temp = [r for r in runs if part(r.cfg) == "temperature" and r.status.get("status") == "completed"]
+    temp = [r for r in runs if part(r.cfg) == "temperature" and r.status.get("status") == "completed"
+            and "onset_descent" in r.metrics]
     t = onset_table(temp)
     if t.empty:
         return None

@@ -59,7 +59,7 @@ class GradNormSmooth(Algorithm):
         H = None if self.hessian == "none" else problem.hessian(self.x, self.hessian)
         g_norm = self._dual_norm(problem, self.g)
         tries, x_new = 0, None
-        for tries in range(1, self.max_search + 1):
+        for tries in range(1, self.max_search + 1):  # noqa: B007 (logged after the loop)
             lam = g_norm / (self.gamma + self.eps)
             delta = self._direction(problem, H, self.g, lam)
             if delta is None:  # H + lam B not positive definite: regularize more

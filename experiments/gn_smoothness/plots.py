@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.gn_smoothness.claims import mu, problem_kind, variant
+from experiments.gn_smoothness.claims import mu, variant
 from runner.report.style import figure, save, suptitle
 from runner.report.traces import by_setting, draw_seed_traces
 
@@ -15,6 +15,11 @@ LABELS = {"exact": "exact Hessian (GNS)", "weighted_gn": "weighted Gauss-Newton 
 COLORS = {"exact": "tab:blue", "weighted_gn": "tab:orange", "fisher": "tab:orange", "precond_gradient": "tab:green",
           "gradient": "tab:gray"}
 ORDER = list(LABELS)
+
+
+def problem_kind(cfg: dict) -> str:
+    """The problem's class name (LogSumExp, Logistic, PowerResidual): a panel label."""
+    return cfg["problem"]["_target_"].rsplit(".", 1)[-1]
 
 
 def setting(cfg: dict) -> str:
@@ -59,7 +64,7 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
     fig, axes = figure(ncols=len(keys), nrows=2, width=4.6, height=3.4)
     for col, key in enumerate(keys):
         draw_seed_traces(groups[key], lambda c: LABELS[variant(c)],
-                         lambda r, lab: _draw(axes[0, col], axes[1, col], r.metrics, r.cfg, lab, alpha=0.8),
+                         lambda r, lab, col=col: _draw(axes[0, col], axes[1, col], r.metrics, r.cfg, lab, alpha=0.8),
                          order=lambda c: ORDER.index(variant(c)))
         cfg = groups[key][0].cfg
         _decorate(axes[0, col], axes[1, col], cfg, key)

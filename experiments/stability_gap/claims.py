@@ -77,13 +77,13 @@ CLAIMS = [
           arms="finetune"),
     # Rotated-digits (domain-incremental), ER
     Claim("R1 task-1 learned", "task 1 is learned before the switch", "A1(t1) >= 93",
-          lambda df, c: a1_end(df, 1), lambda v: v >= 93, kind="supporting", study=ROTATED, arms="er"),
+          lambda df, c: a1_end(df, 1), lambda v: v >= 93, kind="supporting", study=ROTATED, arms="er", scales=("smoke",)),
     Claim("R2 gap depth", "the gap appears in domain-incremental learning too",
           f"A1(t1) - min A1 (first {DIP_WINDOW} its of task 2) >= 8",
-          lambda df, c: a1_end(df, 1) - dip_min(df), lambda v: v >= 8, kind="headline", study=ROTATED, arms="er"),
+          lambda df, c: a1_end(df, 1) - dip_min(df), lambda v: v >= 8, kind="headline", study=ROTATED, arms="er", scales=("smoke",)),
     Claim("R3 recovers", "the drop is temporary", "A1(t2) - A1(t1) >= -4",
-          lambda df, c: a1_end(df, 2) - a1_end(df, 1), lambda v: v >= -4, kind="headline", study=ROTATED, arms="er"),
+          lambda df, c: a1_end(df, 2) - a1_end(df, 1), lambda v: v >= -4, kind="headline", study=ROTATED, arms="er", scales=("smoke",)),
     Claim("R4 fine-tune forgets", "without replay task 1 is partly forgotten", "fine-tune A1(t2) <= 60",
-          lambda df, c: a1_end(df, 2), lambda v: v <= 60, kind="supporting", study=ROTATED,
+          lambda df, c: a1_end(df, 2), lambda v: v <= 60, kind="supporting", study=ROTATED, scales=("smoke",),
           arms="finetune"),
 ]

@@ -72,13 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-overview", action="store_true", help="do not write the 30-paper overview")
     ap.add_argument("--failed-targets", default="", help="smoke targets that exited non-zero (space separated)")
     ap.add_argument("--update-cards", action="store_true", help="refresh the claim table in experiments/<id>/README.md")
-    ap.add_argument("--readme", type=Path, default=None, help="rewrite this README's table of papers from the cards")
+    ap.add_argument("--readme", type=Path, default=None, help="rewrite this README's table of papers from the cards (and do nothing else)")
     args = ap.parse_args(argv)
     if args.readme is not None:
         changed = card.refresh_readme(args.readme)
         print(f"{args.readme}: table of papers {'rewritten' if changed else 'up to date'}")
-        if args.path == "results" and not Path(args.path).is_dir():
-            return 0
+        return 0
     root = Path(args.path)
     if not root.is_dir():
         print(f"optrun-report: error: {root} is not a folder", file=sys.stderr)
