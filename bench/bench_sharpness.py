@@ -162,21 +162,16 @@ def expected_max_abs_normal(k: int, draws: int = 20000) -> float:
 
 def warm_hvps(steps: int) -> list[int]:
     """Products per warm-started call in a real training run (hook every 10 SGD steps, MLP, digits)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    import pandas as pd
 
-    from runner.config_check import CONF_DIR
+    from runner import experiments
     from runner.dispatch import build
     from runner.engine import Engine
     from runner.results import MetricsWriter
-    import pandas as pd
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("config", overrides=["progress=false", "device=cpu", f"trainer.steps={steps}",
-                                           "model.hidden=[100,100]", "model.activation=tanh", "hooks=[sharpness]",
-                                           "hooks.sharpness.every=10", "hooks.sharpness.estimator=none"])
-    GlobalHydra.instance().clear()
+    cfg = experiments.compose(["progress=false", "device=cpu", f"trainer.steps={steps}",
+                               "model.hidden=[100,100]", "model.activation=tanh", "hooks=[sharpness]",
+                               "hooks.sharpness.every=10", "hooks.sharpness.estimator=none"])
     state, trainer, hooks = build(cfg)
     out = Path(tempfile.mkdtemp(prefix="bench-sharpness-")) / "metrics.csv"
     Engine(trainer, hooks, MetricsWriter(out), progress=False).run(state)

@@ -1,6 +1,6 @@
 """Smoke suite: the wall time of every experiment's smoke scale, as a user runs it.
 
-Experiments are discovered from conf/experiment/*.yaml; each runs in a subprocess as `make <id>`
+Experiments are the folders experiments/<id>/ (runner.experiments); each runs in a subprocess as `make <id>`
 (its smoke sweep and claim report) when the Makefile has that target, else as one
 `optrun experiment=<id>` run, into a temporary results directory. Target: <= 2 minutes each (the
 project's smoke budget on 2 CPU cores). A non-zero exit (a failing claim, an error) is noted. With
@@ -18,16 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from runner import experiments as registry
 from runner.bench import bench_dir, note, record
-from runner.config_check import CONF_DIR
 
-ROOT = CONF_DIR.parent
+ROOT = registry.ROOT
 BUDGET_S = 120.0
 TIMEOUT_S = 600.0
 
 
 def experiments() -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+    return registry.ids()
 
 
 def make_targets(makefile: Path = ROOT / "Makefile") -> set[str]:
@@ -39,8 +39,8 @@ def command(exp: str, results: Path, targets: set[str]) -> list[str]:
     venv = Path(sys.executable).parent.parent
     if exp in targets and shutil.which("make"):
         return ["make", "--no-print-directory", exp, f"RESULTS={results}", f"VENV={venv}", "NO_INSTALL=1"]
-    return [sys.executable, "-c", "from runner.cli import main; main()", f"experiment={exp}", f"results_dir={results}",
-            "progress=false"]
+    return [sys.executable, "-c", "import sys; sys.argv[0] = 'optrun'; from runner.cli import main; main()",
+            "reproduce", exp, f"results_dir={results}", "progress=false", "--no-card"]
 
 
 def time_one(exp: str, targets: set[str]) -> tuple[float, int | None, Path]:

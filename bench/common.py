@@ -14,14 +14,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
+from runner import experiments
 from runner.bench import paired_ratio, record, round_robin
-from runner.config_check import CONF_DIR
 from runner.dispatch import build
 from runner.engine import Engine
 from runner.results import MetricsWriter
@@ -32,12 +29,8 @@ LOOP_CASES = [("mlp_mnist1d", ["dataset=mnist1d", "model=mlp"]),
 
 
 def compose(*overrides: str) -> DictConfig:
-    """The config `optrun <overrides> progress=false` would run."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = hydra_compose("config", overrides=["progress=false", *overrides])
-    GlobalHydra.instance().clear()
-    return cfg
+    """The config `optrun <overrides> progress=false` would run (experiment folders and scale files included)."""
+    return experiments.compose(["progress=false", *overrides])
 
 
 def workdir() -> Path:

@@ -8,7 +8,6 @@ composes and runs (or sweeps, `-m`). `scale=<s>` also selects the experiment's o
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -50,6 +49,10 @@ def help_text() -> str:
         opts = sorted(p.stem for p in group.glob("*.yaml"))
         if opts:
             lines.append(f"  {group.name:<11} {', '.join(opts)}")
+    for exp, folder in experiments.folders().items():  # groups only one paper uses: <id>=<option>
+        opts = sorted(p.stem for p in (folder / "conf" / exp).glob("*.yaml"))
+        if opts:
+            lines.append(f"  {exp:<11} {', '.join(opts)}  (experiment={exp} only)")
     lines += ["",
               "Common keys: seed=0  device=auto|cpu|cuda  scale=smoke|paper  results_dir=results  force=true",
               "             optimizer.lr=0.01  trainer.batch_size=64  log_every=1  progress=false",

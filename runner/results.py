@@ -138,7 +138,7 @@ class RunDir:
                     owner = read_json(self.lock_file) or {}
                 if owner and self._owner_alive(owner):
                     raise RunLocked(f"{self.path} is already being run by pid {owner.get('pid')} on "
-                                    f"{owner.get('host')}; not starting it twice")
+                                    f"{owner.get('host')}; not starting it twice") from None
                 self.lock_file.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as f:

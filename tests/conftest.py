@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from runner import experiments
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))

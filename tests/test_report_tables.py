@@ -9,8 +9,16 @@ import pytest
 from report_trees import toy_cfg, toy_metrics, toy_sweep, write_run
 
 from runner.report.runs import load_runs
-from runner.report.table import (aggregate, curve_stats, flatten_config, group_by_setting, runs_table,
-                                 setting_columns, steps_table, write_table)
+from runner.report.table import (
+    aggregate,
+    curve_stats,
+    flatten_config,
+    group_by_setting,
+    runs_table,
+    setting_columns,
+    steps_table,
+    write_table,
+)
 
 
 def test_flatten_config_dotted_keys_lists_as_text():

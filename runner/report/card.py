@@ -64,9 +64,10 @@ def card_states(experiment_id: str) -> dict[str, str]:
 
 
 def papers_table() -> str:
-    """The top README's table: one row per experiment folder, state per scale from its card."""
+    """The top README's table: one row per experiment folder of this repository, state per scale from its card."""
     lines = ["| id | paper | smoke | paper scale |", "|---|---|---|---|"]
-    for exp in experiments.ids():
+    for exp in sorted(d.parent.parent.parent.name for d in experiments.EXPERIMENTS_DIR.glob("*/conf/experiment/*.yaml")
+                      if d.stem == d.parent.parent.parent.name):
         p = paper(exp) or {}
         title = p.get("title", exp)
         link = f"[{title}](experiments/{exp}/README.md)"
@@ -83,6 +84,17 @@ def readme_with_table(readme: str) -> str:
         raise ValueError("README.md has no '<!-- optrun:papers -->' ... '<!-- optrun:end -->' block")
     block = "<!-- optrun:papers -->\n" + papers_table() + "\n" + END
     return pattern.sub(lambda _m: block, readme)
+
+
+def refresh_repo_readme(experiment_id: str) -> bool:
+    """After a card of this repository changed: its README's table too (False when not applicable)."""
+    readme = experiments.ROOT / "README.md"
+    if experiments.folder(experiment_id).parent != experiments.EXPERIMENTS_DIR or not readme.is_file():
+        return False
+    try:
+        return refresh_readme(readme)
+    except ValueError:
+        return False
 
 
 def refresh_readme(path: Path) -> bool:

@@ -16,11 +16,11 @@ import os
 import sys
 from pathlib import Path
 
+from runner import experiments
 from runner.report import card
 from runner.report.claims_table import any_failed, text
 from runner.report.experiment import ExperimentReport, report_experiment
 from runner.report.overview import write_overview
-from runner import experiments
 from runner.report.runs import Run, Skipped, find_run_dirs, load_runs
 
 
@@ -55,6 +55,8 @@ def report_tree(root: Path, update_cards: bool = False) -> dict[str, ExperimentR
             print(f"optrun-report: {exp}: a check failed (it holds by construction: look for a bug)", file=sys.stderr)
         if update_cards and exp in experiments.folders() and rs:
             print(f"card: {card.refresh(exp, rep.claims, rs)}")
+            if card.refresh_repo_readme(exp):
+                print("README.md: table of papers refreshed from the cards")
     return reports
 
 

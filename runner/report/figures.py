@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from runner.report.style import color_for, figure, log_axes, plot_setting, save, suptitle
 from runner.report.table import LEAD, group_by_setting, spans_decades
@@ -23,7 +24,7 @@ def _metric_columns(runs: list) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in runs:
         for c in r.metrics.columns:
-            if c in LEAD or c == "loss" or not np.issubdtype(r.metrics[c].dtype, np.number):
+            if c in LEAD or c == "loss" or not pd.api.types.is_numeric_dtype(r.metrics[c]):
                 continue
             counts[c] = counts.get(c, 0) + int(np.isfinite(r.metrics[c].to_numpy(dtype=float)).sum())
     return {c: n for c, n in counts.items() if n}
