@@ -17,7 +17,6 @@ from typing import Callable
 
 import pandas as pd
 
-
 KINDS = ("headline", "supporting", "check")
 
 

@@ -16,11 +16,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import seeding
-from runner.experiments import module as experiment_module
 from runner.checkpoint import Checkpointer
 from runner.claims import evaluate_claims, format_table
 from runner.engine import Engine, autocast_dtype
 from runner.errors import OptrunError
+from runner.experiments import module as experiment_module
 from runner.results import MetricsWriter, RunDir, atomic_write, write_json
 from runner.trainers.base import TrainState
 

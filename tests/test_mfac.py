@@ -9,7 +9,7 @@ from runner.dispatch import build, execute
 from runner.models.mlp import MLP
 from runner.models.resnet import ResNet
 from runner.optim.mfac import MFAC, DynamicMFAC, StaticMFAC, coefficients
-from runner.prune import prune, prunable, sparsity_of
+from runner.prune import prunable, prune, sparsity_of
 from runner.report.runs import load_runs
 
 D, M, DAMP = 1000, 32, 1e-3
@@ -119,22 +119,44 @@ def test_resnet20_shapes():
 
 def test_prune_hook_and_claims_end_to_end(make_cfg, tmp_path):
     short = ["experiment=mfac", "device=cpu", "trainer.steps=60", "hooks.test_eval.every=20", f"results_dir={tmp_path}"]
-    execute(make_cfg(*short, "hooks=[test_eval,prune]", "hooks.prune.m=32", "hooks.prune.rounds=2",
-                     "hooks.test_eval.every=20"), tmp_path / "prune")
-    for extra in (["optimizer=adam"], ["optimizer=sgd"], ["optimizer=mfac", "optimizer.lr=0.003"]):
-        execute(make_cfg(*short, *extra, "hooks=[test_eval,optimizer_stats]"), tmp_path / extra[-1])
+    execute(make_cfg(*short, "study=pruning", "arm=adam", "hooks=[test_eval,prune]", "hooks.prune.m=32",
+                     "hooks.prune.rounds=2", "hooks.test_eval.every=20"), tmp_path / "prune")
+    for arm, extra in (("adam", ["optimizer=adam"]), ("sgd", ["optimizer=sgd"]),
+                       ("mfac", ["optimizer=mfac", "optimizer.lr=0.003"])):
+        execute(make_cfg(*short, "study=optimizer", f"arm={arm}", *extra, "hooks=[test_eval,optimizer_stats]"),
+                tmp_path / arm)
     runs, skipped = load_runs(tmp_path)
     assert len(runs) == 4 and not skipped
-    pr = next(r for r in runs if mfac_claims.prunes(r.cfg))
+    pr = next(r for r in runs if r.study == "pruning")
     cols = set(pr.metrics.columns)
     assert {f"prune_acc_{m}_{s}" for m in ("magnitude", "fisher", "mfac") for s in (50, 70, 80, 90)} <= cols
     assert {c["name"] for c in pr.summary["claims"]} == {"OBS-M-FAC vs magnitude @80%",
                                                          "OBS-M-FAC vs diag. Fisher @80%"}
-    mf = next(r for r in runs if r.cfg["optimizer"]["_target_"].endswith("MFAC"))
+    assert not any(r.summary["claims"] for r in runs if r.study == "optimizer")
+    mf = next(r for r in runs if r.arm == "mfac")
     assert {"ihvp_ms", "cos_dir_grad"} <= set(mf.metrics.columns)
     rows = {r["name"]: r for r in mfac_claims.cross_run_claims(runs)}
     assert set(rows) == {"M-FAC optimizer vs tuned adam", "M-FAC optimizer vs tuned sgd"}
-    assert all(r["n"] == 1 for r in rows.values())
+    assert all(r["n"] == 1 and r["kind"] == "headline" for r in rows.values())
+    # at paper scale the SGD reference is the pruning study's SGD arm (the paper's SGD baseline)
+    for r in runs:
+        r.cfg["scale"] = "paper"
+        if r.study == "pruning":
+            r.cfg["arm"] = "sgd"
+    rows = {r["name"]: r for r in mfac_claims.cross_run_claims(runs)}
+    assert set(rows) == {"M-FAC optimizer vs tuned sgd"} and rows["M-FAC optimizer vs tuned sgd"]["n"] == 1
+
+
+def test_paper_scale_composes_resnet20_on_cifar10(make_cfg):
+    cfg = make_cfg("experiment=mfac", "scale=paper")
+    assert cfg.model._target_ == "runner.models.resnet.ResNet" and "hidden" not in cfg.model
+    assert cfg.dataset.name == "cifar10" and cfg.trainer.epochs == 100 and cfg.trainer.batch_size == 128
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.lr == 0.1 and cfg.optimizer.momentum == 0.9
+    mf = make_cfg("experiment=mfac", "scale=paper", "optimizer=mfac", "optimizer.lr=0.001", "optimizer.m=1024",
+                  "optimizer.damp=1e-5")
+    assert (mf.optimizer.m, mf.optimizer.damp, mf.optimizer.lr) == (1024, 1e-5, 0.001)
+    smoke = make_cfg("experiment=mfac")
+    assert smoke.model.hidden == [64] and smoke.dataset.name == "digits" and smoke.optimizer.lr == 0.003
 
 
 def test_prune_hook_leaves_the_model_alone(make_cfg):

@@ -1,10 +1,13 @@
-"""Claims of M-FAC, measured on the digits MLP.
+"""Claims of M-FAC, measured on the digits MLP (smoke) or ResNet-20 on CIFAR-10 (paper).
 
-Pruning (per run with `hooks.prune`): one-shot OBS with the static M-FAC inverse Fisher against
-global magnitude and diagonal-Fisher pruning at 80 % sparsity of the weight matrices, no retraining.
-Optimizer (across runs): the best M-FAC configuration (m = 32, small lr x damp grid) against the
-best Adam and SGD configurations, by final test accuracy averaged over seeds. The paper's numbers
-are at ImageNet / CIFAR scale (../shared/papers/mfac.md); the thresholds are the issue's criteria.
+Pruning (per run of the `pruning` study, which adds `hooks.prune`): one-shot OBS with the static
+M-FAC inverse Fisher against global magnitude and diagonal-Fisher pruning at 80 % sparsity of the
+weight matrices, no retraining. Optimizer (across runs of the `optimizer` study): the best M-FAC
+configuration against the best configuration of each first-order reference arm, by final test
+accuracy averaged over seeds. At smoke scale the references are the study's Adam and SGD arms; at
+paper scale the SGD reference is the pruning study's SGD run (its training is the paper's SGD
+baseline; the prune probe only reads the model at the end). The paper's numbers are at ImageNet /
+CIFAR scale (this folder's README.md); the thresholds are the issue's criteria.
 """
 from __future__ import annotations
 
@@ -16,6 +19,11 @@ import pandas as pd
 from runner.claims import Claim, cross_run_row
 
 SPARSITY = 80
+PRUNING, OPTIMIZER = "pruning", "optimizer"  # the studies of studies.yaml
+# per scale: reference name -> (study, arm) of the runs it is measured on
+REFERENCES = {"smoke": {"adam": (OPTIMIZER, "adam"), "sgd": (OPTIMIZER, "sgd")},
+              "paper": {"sgd": (PRUNING, "sgd")}}
+MFAC_ARM = (OPTIMIZER, "mfac")
 
 
 def final(df: pd.DataFrame, column: str) -> float:
@@ -23,60 +31,75 @@ def final(df: pd.DataFrame, column: str) -> float:
 
 
 def prunes(cfg: dict) -> bool:
+    """Does the run carry the one-shot pruning probe (a config value: the hooks it runs)?"""
     return "prune" in (cfg.get("hooks") or {})
 
 
 def optimizer_name(cfg: dict) -> str:
-    return cfg.get("optimizer", {}).get("_target_", "").rsplit(".", 1)[-1].lower()
+    """A label for figures: the run's arm, else the optimizer's class name."""
+    return str(cfg.get("arm") or cfg.get("optimizer", {}).get("_target_", "").rsplit(".", 1)[-1].lower())
 
 
 CLAIMS = [
     Claim(f"OBS-M-FAC vs magnitude @{SPARSITY}%",
-          "M-FAC (OBS) pruning keeps far more accuracy than magnitude pruning at high sparsity",
+          "M-FAC (OBS) pruning keeps far more accuracy than magnitude pruning at high sparsity "
+          "(e.g. ResNet50/ImageNet, gradual: 72.6 % top-1 at 95 %)",
           f"acc(M-FAC) - acc(magnitude) at {SPARSITY} % sparsity >= 5 pp",
           lambda df, c: final(df, f"prune_acc_mfac_{SPARSITY}") - final(df, f"prune_acc_magnitude_{SPARSITY}"),
-          lambda v: v >= 5.0, prunes),
+          lambda v: v >= 5.0, kind="headline", study=PRUNING),
     Claim(f"OBS-M-FAC vs diag. Fisher @{SPARSITY}%",
           "the full (low-rank + damping) inverse Fisher beats its diagonal approximation",
           f"acc(M-FAC) - acc(diagonal Fisher) at {SPARSITY} % sparsity >= 0 pp",
           lambda df, c: final(df, f"prune_acc_mfac_{SPARSITY}") - final(df, f"prune_acc_fisher_{SPARSITY}"),
-          lambda v: v >= 0.0, prunes),
+          lambda v: v >= 0.0, kind="supporting", study=PRUNING),
 ]
 
 
-def _config_key(cfg: dict) -> tuple:
+def _settings(cfg: dict) -> tuple:
     opt = {k: v for k, v in cfg["optimizer"].items() if not k.startswith("_")}
-    return optimizer_name(cfg), tuple(sorted((k, str(v)) for k, v in opt.items()))
+    return tuple(sorted((k, str(v)) for k, v in opt.items()))
 
 
-def best_by_optimizer(runs: list) -> dict[str, tuple[float, dict, int]]:
-    """optimizer -> (mean final test acc over seeds, its settings, n seeds) of its best setting."""
+def best_setting(runs: list, study: str, arm: str) -> tuple[float, dict, int] | None:
+    """(mean final test acc over seeds, its optimizer settings, n seeds) of the best setting of one
+    (study, arm), or None when it has no completed run with a test accuracy."""
     accs: dict[tuple, list[float]] = defaultdict(list)
-    settings = {}
     for r in runs:
-        if r.status.get("status") != "completed" or prunes(r.cfg) or "test_acc" not in r.metrics:
+        if r.status.get("status") != "completed" or not r.is_in(study, arm) or "test_acc" not in r.metrics:
             continue
-        key = _config_key(r.cfg)
-        accs[key].append(final(r.metrics, "test_acc"))
-        settings[key] = dict(key[1])
-    best: dict[str, tuple[float, dict, int]] = {}
+        accs[_settings(r.cfg)].append(final(r.metrics, "test_acc"))
+    best = None
     for key, vals in accs.items():
         mean = float(np.mean(vals))
-        if key[0] not in best or mean > best[key[0]][0]:
-            best[key[0]] = (mean, settings[key], len(vals))
+        if best is None or mean > best[0]:
+            best = (mean, dict(key), len(vals))
     return best
 
 
+def best_by_optimizer(runs: list) -> dict[str, tuple[float, dict, int]]:
+    """{mfac, adam, sgd: best setting} for the arms the runs' scale declares (figures use this)."""
+    scale = runs[0].scale if runs else "smoke"
+    out = {}
+    for name, (study, arm) in {"mfac": MFAC_ARM, **REFERENCES.get(scale, {})}.items():
+        best = best_setting(runs, study, arm)
+        if best is not None:
+            out[name] = best
+    return out
+
+
 def cross_run_claims(runs: list) -> list[dict]:
+    """Called once per scale with that scale's runs."""
+    scale = runs[0].scale if runs else "smoke"
     best = best_by_optimizer(runs)
     rows = []
-    for ref in ("adam", "sgd"):
+    for ref in REFERENCES.get(scale, {}):
         vals = [best["mfac"][0] - best[ref][0]] if "mfac" in best and ref in best else []
         mf = best.get("mfac", (0.0, {}, 0))
         detail = (f" (M-FAC lr={mf[1].get('lr')} damp={mf[1].get('damp')}: {mf[0]:.2f} %, "
                   f"{ref} lr={best[ref][1].get('lr')}: {best[ref][0]:.2f} %)") if vals else ""
         rows.append(cross_run_row(f"M-FAC optimizer vs tuned {ref}",
-                                  "M-FAC (m = 32) as an optimizer is competitive with tuned first-order methods",
+                                  "M-FAC as an optimizer is competitive with tuned first-order methods "
+                                  "(paper: m = 512-1024 on CIFAR; no verified numbers)",
                                   f"best mean final test acc of M-FAC - that of {ref} >= -1 pp{detail}", vals,
-                                  lambda v: v >= -1.0))
+                                  lambda v: v >= -1.0, kind="headline"))
     return rows

@@ -2,13 +2,12 @@
 method, predicted vs actual loss increase, and test accuracy of the optimizers during training."""
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from experiments.mfac.claims import best_by_optimizer, final, optimizer_name, prunes
+from experiments.mfac.claims import MFAC_ARM, REFERENCES, best_by_optimizer, final, optimizer_name, prunes
 from runner.report.style import figure, save
 
 METHOD = {"magnitude": ("magnitude", "tab:gray"), "fisher": ("diagonal Fisher", "tab:orange"),
@@ -49,13 +48,28 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     return save(fig, Path(out_dir) / "mfac.png")
 
 
+def _best_curves(done: list) -> dict[str, list]:
+    """{mfac, adam, sgd: the runs of each one's best setting} (the arms claims.py compares)."""
+    best = best_by_optimizer(done)
+    refs = {"mfac": MFAC_ARM, **REFERENCES.get(done[0].scale, {})} if done else {}
+    out = {}
+    for name, (study, arm) in refs.items():
+        if name not in best:
+            continue
+        rs = [r for r in done if r.is_in(study, arm) and "test_acc" in r.metrics
+              and all(str(r.cfg["optimizer"].get(k)) == v for k, v in best[name][1].items())]
+        if rs:
+            out[name] = rs
+    return out
+
+
 def plot_report(runs: list, out_dir: Path) -> list[Path]:
     done = [r for r in runs if r.status.get("status") == "completed"]
     pruned = [r for r in done if prunes(r.cfg) and any(c.startswith("prune_acc_") for c in r.metrics.columns)]
-    trained = [r for r in done if not prunes(r.cfg) and "test_acc" in r.metrics]
-    if not pruned and not trained:
+    groups = _best_curves(done)
+    if not pruned and not groups:
         return []
-    scale = (pruned or trained)[0].cfg.get("scale")
+    scale = done[0].cfg.get("scale")
     fig, axes = figure(ncols=3, width=4.8, height=3.8)
     if pruned:
         _prune_panel(axes[0, 0], pruned, f"mfac ({scale}): one-shot pruning (n={len(pruned)})")
@@ -71,14 +85,9 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
                ylabel="actual train-loss increase",
                title=f"mfac ({scale}): OBS loss increase (colour: sparsity %)")
         ax.legend(fontsize=7)
-    if trained:
+    if groups:
         ax = axes[0, 2]
-        best = best_by_optimizer(trained)
-        groups = defaultdict(list)
-        for r in trained:
-            name = optimizer_name(r.cfg)
-            if name in best and all(str(r.cfg["optimizer"].get(k)) == v for k, v in best[name][1].items()):
-                groups[name].append(r)
+        best = best_by_optimizer(done)
         for name, rs in sorted(groups.items()):
             curves = pd.concat([r.metrics[r.metrics.test_acc.notna()].set_index("step").test_acc for r in rs], axis=1)
             mean, sd = curves.mean(axis=1), curves.std(axis=1).fillna(0)

@@ -1,6 +1,6 @@
 """Claims of the saddle-to-saddle paper, measured on the logged loss and complexity counters.
 
-The paper states theory, not numbers (../shared/papers/saddle_to_saddle.md); the criteria follow the
+The paper states theory, not numbers (this folder's README.md); the criteria follow the
 linear-network theory: from a small initialisation epsilon, gradient descent learns one more unit of
 complexity (rank for linear and conv nets, kinks for ReLU nets) at each loss drop, in the order of
 the teacher's singular values, and the time to learn mode i is ~ ln(1/epsilon)/s_i (so moving epsilon
@@ -10,6 +10,9 @@ Plateau detector (fixed here, used by every claim): on the logged loss, an inter
 logged steps is flat when its |d log L / d step| is below `FLAT` times the run's largest rate and the
 loss is above `FLOOR` times the first logged loss (the converged tail is not a plateau); a plateau
 is a run of at least `MIN_INTERVALS` flat intervals.
+
+Claims select runs by the studies and arms of `studies.yaml` (linear, conv, relu; small_init,
+large_init) and, for the staircase claims, by the initialisation scale epsilon (a config value).
 """
 from __future__ import annotations
 
@@ -109,39 +112,40 @@ def _eps(cfg) -> float:
 
 small = lambda cfg: _eps(cfg) <= SMALL_INIT  # noqa: E731
 large = lambda cfg: _eps(cfg) >= LARGE_INIT  # noqa: E731
-linear_map = lambda cfg: small(cfg) and cfg["model"].get("activation", "linear") == "linear"  # noqa: E731
 
 PAPER = "GD from small init learns solutions of increasing complexity: rank (linear), kinks (ReLU), kernels (conv)"
+STAIRCASE = ("linear", "conv", "relu")  # the studies (all arms small_init at epsilon <= 1e-4 here)
+LINEAR_MAPS = ("linear", "conv")        # the studies whose teacher has singular values (modes)
 
 CLAIMS = [
     Claim("S1 plateaus (small init)", PAPER + "; loss curve is a staircase of plateaus",
           f">= 3 plateaus (flat: |dlogL/dt| < {FLAT} x max, >= {MIN_INTERVALS} log intervals, loss > {FLOOR} L0)",
-          n_plateaus, lambda v: v >= 3, small),
+          n_plateaus, lambda v: v >= 3, small, kind="headline", study=STAIRCASE, arms="small_init"),
     Claim("S2 one unit per drop", "at each loss drop the rank (or kink count) rises by exactly one",
-          "drops whose complexity increment != 1: == 0", drop_increments, lambda v: v == 0, small),
+          "drops whose complexity increment != 1: == 0", drop_increments, lambda v: v == 0, small,
+          kind="headline", study=STAIRCASE, arms="small_init"),
     Claim("S3 never falls, unit steps", "complexity grows monotonically, one unit at a time",
-          "logged intervals where rank/kinks fall or jump by > 1: == 0", bad_steps, lambda v: v == 0, small),
-    Claim("S4 singular-value order", "modes are learned in the order of the teacher's singular values",
+          "logged intervals where rank/kinks fall or jump by > 1: == 0", bad_steps, lambda v: v == 0, small,
+          kind="supporting", study=STAIRCASE, arms="small_init"),
+    Claim("S4 singular-value order", "modes are learned in the order of the teacher's singular values "
+          "(data-induced timescale separation in linear nets)",
           "pairs of modes learned (u_i^T W v_i >= s_i/2) out of order: == 0", order_inversions, lambda v: v == 0,
-          linear_map),
+          small, kind="headline", study=LINEAR_MAPS, arms="small_init"),
     Claim("S5 large init: no staircase", "at epsilon = 1 the saddle-to-saddle plateaus disappear",
-          "<= 1 plateau at init_scale >= 1", n_plateaus, lambda v: v <= 1, large),
+          "<= 1 plateau at init_scale >= 1", n_plateaus, lambda v: v <= 1, large,
+          kind="supporting", study="linear", arms="large_init"),
 ]
 
 EPS_PAIR, RATIO_RANGE = (1e-3, 1e-6), (1.6, 2.4)
 
 
-def _group_key(cfg: dict) -> tuple:
-    m, d = cfg["model"], cfg["dataset"]
-    return m["_target_"], m.get("activation"), d.get("name"), cfg.get("seed")
-
-
 def epsilon_ratios(runs: list) -> list[float]:
-    """t_k(eps=1e-6) / t_k(eps=1e-3) for every rank k and every (model, data, seed) with both runs."""
+    """t_k(eps=1e-6) / t_k(eps=1e-3) for every rank k and every (study, seed) with both runs: the
+    small_init arms of the linear-map studies (same model and data within a study)."""
     by_key: dict = {}
     for r in runs:
-        if r.status.get("status") == "completed" and r.cfg.get("experiment_id") == "saddle_to_saddle":
-            by_key.setdefault(_group_key(r.cfg), {})[_eps(r.cfg)] = r.metrics
+        if r.status.get("status") == "completed" and r.is_in(LINEAR_MAPS, "small_init"):
+            by_key.setdefault((r.study, r.cfg.get("seed")), {})[_eps(r.cfg)] = r.metrics
     ratios = []
     for pair in by_key.values():
         if all(e in pair for e in EPS_PAIR):
@@ -155,10 +159,10 @@ def cross_run_claims(runs: list) -> list[dict]:
     lo, hi = RATIO_RANGE
     row = {"name": "S6 ln(1/eps) timescale", "criterion": f"t_k(eps=1e-6)/t_k(eps=1e-3) in [{lo}, {hi}] for every k",
            "paper": "time to learn mode i ~ ln(1/eps)/s_i: eps 1e-3 -> 1e-6 doubles it (theory 2x)",
-           "n": len(ratios), "n_passed": sum(lo <= v <= hi for v in ratios)}
+           "n": len(ratios), "n_passed": sum(lo <= v <= hi for v in ratios), "kind": "supporting"}
     row.update({"measured": float(np.mean(ratios)) if ratios else None,
                 "min": float(min(ratios)) if ratios else None, "max": float(max(ratios)) if ratios else None,
                 "passed": bool(ratios) and row["n_passed"] == len(ratios)})
     if not ratios:
-        row["note"] = "needs runs at init_scale 1e-3 and 1e-6 with the same model, data and seed"
+        row["note"] = "needs small_init runs at init_scale 1e-3 and 1e-6 of the same study and seed"
     return [row]

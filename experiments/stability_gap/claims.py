@@ -65,10 +65,13 @@ CLAIMS = [
     Claim("P4 min-ACC hidden at task ends", "task-end evaluation hides the gap; per-iteration min-ACC reveals it",
           "min-ACC(task ends) - min-ACC(every iteration) >= 30",
           lambda df, c: min_acc_task_ends(df) - final(df, "min_acc"), lambda v: v >= 30, kind="headline", study=SPLIT, arms="er"),
-    Claim("P6a min-ACC <= WC-ACC <= ACC", "worst-case metrics bound the average from below",
-          "min(WC-ACC - min-ACC, ACC - WC-ACC) >= 0",
-          lambda df, c: min(final(df, "wc_acc") - final(df, "min_acc"), final(df, "acc") - final(df, "wc_acc")),
-          lambda v: v >= 0, kind="check", study=SPLIT, arms="er"),
+    # WC-ACC mixes the current task's accuracy with min-ACC, which bounds every earlier task's current
+    # accuracy: WC-ACC <= ACC by construction. min-ACC <= WC-ACC needs the current task learned.
+    Claim("P6a WC-ACC <= ACC", "worst-case accuracy bounds the average from below", "ACC - WC-ACC >= 0",
+          lambda df, c: final(df, "acc") - final(df, "wc_acc"), lambda v: v >= 0, kind="check", study=SPLIT, arms="er"),
+    Claim("P6c min-ACC <= WC-ACC", "the current task is learned beyond the worst earlier one", "WC-ACC - min-ACC >= 0",
+          lambda df, c: final(df, "wc_acc") - final(df, "min_acc"), lambda v: v >= 0, kind="supporting", study=SPLIT,
+          arms="er"),
     Claim("P6b WF10", "windowed forgetting exposes the gap", "WF10 >= 30",
           lambda df, c: final(df, "wf10"), lambda v: v >= 30, kind="supporting", study=SPLIT, arms="er"),
     # Split-digits, fine-tuning control
