@@ -2,16 +2,11 @@
 short end-to-end sweep with the cross-run claims."""
 import numpy as np
 import pytest
-import torch
 
 from experiments.cbo.landscapes import GrandCanyon, Rastrigin
 from experiments.cbo.methods import CBO, ConsensusHopping, Langevin, central_gradient
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-
-
 
 
 def test_canyon_global_minimum_is_the_origin():
@@ -76,7 +71,7 @@ def test_short_sweep_logs_snapshots_and_evaluates_claims(make_cfg, tmp_path):
     short = {"cbo": ["algorithm.iters=40"], "langevin": ["algorithm.iters=300"], "gd": ["algorithm.iters=300"],
              "consensus_hopping": ["algorithm.iters=40"]}
     for name, extra in short.items():
-        cfg = make_cfg("experiment=cbo", f"algorithm={name}", "algorithm.runs=6", *extra)
+        cfg = make_cfg("experiment=cbo", "study=canyon", f"arm={name}", f"algorithm={name}", "algorithm.runs=6", *extra)
         summary = execute(cfg, tmp_path / "cbo" / name)
         assert summary["status"] == "completed" and 0 <= summary["metrics"]["success_rate"] <= 100
     runs, _ = load_runs(tmp_path)
@@ -87,3 +82,17 @@ def test_short_sweep_logs_snapshots_and_evaluates_claims(make_cfg, tmp_path):
     rows = cross_run_claims(runs)
     assert [r["n"] for r in rows] == [1, 1]
     assert (tmp_path / "cbo" / "cbo" / "landscape.png").exists()
+
+
+def test_paper_scale_is_the_2d_setup_with_a_rastrigin_extra(make_cfg):
+    """scale=paper composes the paper's 2-D canyon (50 runs per method); the studies hold the extra."""
+    from runner import experiments
+
+    cfg = make_cfg("experiment=cbo", "scale=paper")
+    assert cfg.scale == "paper" and cfg.algorithm.runs == 50 and cfg.problem.ripple == 8.0
+    studies = experiments.studies("cbo", "paper")
+    assert set(studies) == {"canyon", "rastrigin"} and set(studies["canyon"]["arms"]) == {
+        "cbo", "consensus_hopping", "gd", "langevin"}
+    arms = {(s, a): o for s, a, o in experiments.arm_runs("cbo", "paper")}
+    cfg = make_cfg(*arms[("rastrigin", "cbo")])
+    assert (cfg.problem.d, cfg.algorithm.noise, cfg.algorithm.particles, cfg.arm) == (10, "anisotropic", 500, "cbo")

@@ -103,7 +103,35 @@ def test_short_runs_log_what_the_claims_read(make_cfg, tmp_path):
     assert df.eff_lr.dropna().le(5.0).all() and s["status"] == "completed"
     probed = df.dropna(subset=["lr", "eff_lr"])  # DAL writes the step it took into its lr
     assert len(probed) and (probed.lr == probed.eff_lr).all()
-    s = execute(make_cfg("experiment=discretisation_drift", "trainer=flow_check", "hooks=[]", "trainer.h=2.2",
-                         "trainer.steps=10", "device=cpu"), tmp_path / "f")
+    s = execute(make_cfg("experiment=discretisation_drift", "study=flows", "arm=quadratic", "trainer=flow_check",
+                         "hooks=[]", "trainer.h=2.2", "trainer.steps=10", "device=cpu"), tmp_path / "f")
     claims = {c["name"][:3]: c for c in s["claims"]}
-    assert claims["D1a"]["passed"] and claims["D1b"]["passed"]
+    assert set(claims) == {"D1a", "D1b"} and claims["D1a"]["passed"] and claims["D1b"]["passed"]
+
+
+def test_paper_scale_is_full_batch_gd_on_cifar10_and_the_claims_select_by_arm(make_cfg):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from experiments.discretisation_drift.claims import cross_run_claims
+    from runner.claims import in_study
+
+    cfg = make_cfg("experiment=discretisation_drift", "scale=paper")
+    assert (cfg.dataset.name, list(cfg.model.hidden), cfg.trainer.steps, cfg.trainer.loss) == (
+        "cifar10", [200, 200], 5000, "mse")
+    assert (cfg.hooks.sharpness.every, cfg.hooks.sharpness.probe_samples) == (50, 5000)
+    smoke = make_cfg("experiment=discretisation_drift")
+    assert (smoke.dataset.name, list(smoke.model.hidden), smoke.trainer.steps) == ("digits", [128], 1000)
+
+    def run(arm, lr, losses, acc):
+        c = {"study": "fixed_vs_dal", "arm": arm, "seed": 0, "optimizer": {"lr": lr, "p": 1}}
+        m = pd.DataFrame({"step": range(len(losses)), "loss": losses, "test_acc": acc, "eff_lr": lr})
+        return SimpleNamespace(cfg=c, metrics=m, status={"status": "completed"}, arm=arm,
+                               is_in=lambda study=None, arms=None: in_study(c, study, arms))
+
+    zigzag, smooth = [4, 3, 3.5, 2, 2.5, 1], [4, 3, 2.5, 2, 1.5, 1]
+    rows = cross_run_claims([run("fixed_lr", 2.0, zigzag, 90.0), run("dal_p1", 2.0, smooth, 89.5),
+                             run("dal_p05", 2.0, zigzag, 95.0)])
+    assert [(r["name"][:3], r["kind"], r["n"], r["passed"]) for r in rows] == [
+        ("D2a", "headline", 1, True), ("D2b", "headline", 1, True)]

@@ -2,10 +2,14 @@
 official code's error is half of it).
 
 The paper reports phase diagrams, not numbers; thresholds come from the smoke-scale calibration in
-../shared/papers/curl_descent.md (a numpy prototype of the official update rule): a contracting
+this folder's README.md (a numpy prototype of the official update rule): a contracting
 100 -> 10 linear network converges to machine precision with at most one rule-flipped input neuron
 and stalls at 2e-2 .. 9e-2 with two or more; an expanding 20 -> 199 network converges with half its
 inputs flipped; with one flipped hidden neuron a tanh 100 -> 10 network learns faster than GD.
+Claims select runs by the studies and arms of `studies.yaml`, narrowed by config values (the
+architecture and the number of flipped neurons). C1-C3 are smoke-scale claims: the paper-scale
+studies (as the official argument files) run the 20 -> 199 column with 0, 4, .., 20 flipped inputs
+and the tanh speed-up, none of which C1-C3 speak about.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from runner.claims import Claim
 
 CONVERGED, STALLED, TAIL = 1e-10, 1e-3, 0.2
 SPEEDUP_STEP, SPEEDUP_RATIO, SPEEDUP_SEEDS = 1000, 0.5, 2
+SPEEDUP_STUDY = "tanh_speedup"  # arms gd (flipped [0, 0]) and curl (flipped [0, 1]), at both scales
 
 
 def flipped_counts(cfg: dict) -> tuple[int, int]:
@@ -56,13 +61,14 @@ expanding_half = lambda cfg: _net(cfg, 20, 199) and flipped_counts(cfg) == (10, 
 CLAIMS = [
     Claim("C1 contracting, <= 1 flip", "small curl: the solution manifold stays stable, learning converges like GD",
           f"100->10 linear, <= 1 flipped input: final test MSE < {CONVERGED:g}", final_test,
-          lambda v: v < CONVERGED, few),
+          lambda v: v < CONVERGED, few, scales=("smoke",), kind="headline", study="contracting", arms="few_flips"),
     Claim("C2 contracting, >= 5 flips", "above a critical curl strength (low for contracting nets) learning fails",
           f"100->10 linear, >= 5 flipped inputs: min test MSE over last {TAIL:.0%} > {STALLED:g}", tail_min_test,
-          lambda v: v > STALLED, many),
+          lambda v: v > STALLED, many, scales=("smoke",), kind="headline", study="contracting", arms="many_flips"),
     Claim("C3 expanding, 50% flipped", "expansion raises the critical curl strength: expanding nets still converge",
           f"20->199 linear, 10/20 flipped inputs: final test MSE < {CONVERGED:g}", final_test,
-          lambda v: v < CONVERGED, expanding_half),
+          lambda v: v < CONVERGED, expanding_half, scales=("smoke",), kind="headline", study="expansion",
+          arms="in20_hid199"),
 ]
 
 
@@ -72,10 +78,10 @@ def speedup_pairs(runs: list) -> list[tuple[int, float, float]]:
     by_seed: dict = {}
     for r in runs:
         c = r.cfg
-        if c.get("experiment_id") != "curl_descent" or not _net(c, 100, 10, "tanh"):
+        if not (r.is_in(SPEEDUP_STUDY, ("gd", "curl")) and _net(c, 100, 10, "tanh")):
             continue
         kind = {(0, 0): "gd", (0, 1): "curl"}.get(flipped_counts(c))
-        if kind and r.metrics.step.max() >= SPEEDUP_STEP:
+        if kind == r.arm and r.metrics.step.max() >= SPEEDUP_STEP:
             by_seed.setdefault(c.get("seed"), {})[kind] = test_at(r.metrics, SPEEDUP_STEP)
     return [(s, v["curl"], v["gd"]) for s, v in sorted(by_seed.items()) if {"curl", "gd"} <= set(v)]
 
@@ -84,7 +90,7 @@ def cross_run_claims(runs: list) -> list[dict]:
     pairs = speedup_pairs(runs)
     ratios = [c / g for _, c, g in pairs]
     n_ok = sum(r <= SPEEDUP_RATIO for r in ratios)
-    row = {"name": "C4 tanh speed-up", "paper": "curl terms can speed learning vs GD, escaping saddles "
+    row = {"name": "C4 tanh speed-up", "kind": "headline", "paper": "curl terms can speed learning vs GD, escaping saddles "
            "(Fig. 5: contracting 100->10 tanh, one flipped hidden neuron)",
            "criterion": f"curl/GD test MSE at step {SPEEDUP_STEP} <= {SPEEDUP_RATIO} in >= {SPEEDUP_SEEDS} of "
                         f"{max(len(ratios), 3)} seeds",
@@ -92,5 +98,5 @@ def cross_run_claims(runs: list) -> list[dict]:
            "measured": float(np.median(ratios)) if ratios else None,
            "min": float(min(ratios)) if ratios else None, "max": float(max(ratios)) if ratios else None}
     if not ratios:
-        row["note"] = "needs tanh 100->10 runs with flipped=[0,0] and [0,1] for the same seeds"
+        row["note"] = f"needs study {SPEEDUP_STUDY}'s arms gd and curl (tanh 100->10) for the same seeds"
     return [row]

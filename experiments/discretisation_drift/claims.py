@@ -1,12 +1,14 @@
 """Claims of the discretisation-drift work (Rosca et al., TMLR 2023; Rosca's thesis), from the logs.
 
-Two kinds of runs share this folder: `trainer=flow_check` (GD on a quadratic or a toy,
-with the flows integrated alongside: `err_pf`, `err_ngf`, `err_mf`, `h_lambda_max`) and
-the default trainer (full-batch GD on a digits MLP at fixed learning rates, or with
-the drift-adjusted learning rate DAL: `loss` every step, `test_acc`, DAL's `eff_lr`, and the
-sharpness hook's `lambda_max` and `gd_ratio` = lr * lambda_max / 2, where DAL writes the step it
-took into its lr). The thesis gives no numbers we could verify; the criteria are the note's candidate
-criteria (../shared/papers/discretisation_drift.md), which no prototype had calibrated.
+Two kinds of runs share this folder (the studies of `studies.yaml`): `flows`, with
+`trainer=flow_check` (GD on a quadratic or a toy, with the flows integrated alongside: `err_pf`,
+`err_ngf`, `err_mf`, `h_lambda_max`), and `fixed_vs_dal`, with the default trainer (full-batch GD on
+an MLP at fixed learning rates, arm `fixed_lr`, or with the drift-adjusted learning rate DAL, arms
+`dal_p1` and `dal_p05`: `loss` every step, `test_acc`, DAL's `eff_lr`, and the sharpness hook's
+`lambda_max` and `gd_ratio` = lr * lambda_max / 2, where DAL writes the step it took into its lr).
+The thesis gives no numbers we could verify; the criteria are candidate criteria written before any
+prototype had calibrated them (this folder's README.md). D1a, D1b and D3 are smoke-scale claims: the
+paper scale runs no flows, and its (uncalibrated) fixed learning rates are all below D3's lr >= 1.
 """
 from __future__ import annotations
 
@@ -22,20 +24,22 @@ EOS_RANGE, EOS_MIN_LR, LATE = (1.8, 2.4), 1.0, 0.3
 INCREASE_RATIO, ACC_GAP, SIMILAR_LR = 1 / 3, 1.0, 1.5
 
 
+FLOWS, LR = "flows", "fixed_vs_dal"  # the studies
+DAL_P1 = "dal_p1"                     # DAL with p = 1 (arm of LR)
+
+
 def _flows(cfg: dict) -> bool:
-    return str(cfg.get("trainer", {}).get("_target_", "")).endswith("FlowCheckTrainer")
-
-
-def _quadratic(cfg: dict) -> bool:
-    return _flows(cfg) and cfg["trainer"].get("landscape") == "quadratic"
+    """A flow-check run (its trainer has a landscape); for the figures, which also read ad hoc runs."""
+    return "landscape" in (cfg.get("trainer") or {})
 
 
 def _dal(cfg: dict) -> bool:
-    return not _flows(cfg) and str(cfg.get("optimizer", {}).get("_target_", "")).endswith("DriftAdjustedSGD")
+    """A DAL run (its optimizer has DAL's cap `max_lr`); for the figures."""
+    return not _flows(cfg) and "max_lr" in (cfg.get("optimizer") or {})
 
 
-def _fixed(cfg: dict) -> bool:
-    return not _flows(cfg) and not _dal(cfg)
+def _quadratic(cfg: dict) -> bool:
+    return cfg["trainer"].get("landscape") == "quadratic"
 
 
 def max_pf_error(df: pd.DataFrame, cfg=None) -> float:
@@ -70,32 +74,34 @@ def final_test_acc(df: pd.DataFrame) -> float:
 
 
 big_h = lambda cfg: _quadratic(cfg) and float(cfg["trainer"]["h"]) * max(cfg["trainer"]["eigenvalues"]) >= 1  # noqa: E731
-eos_lr = lambda cfg: _fixed(cfg) and float(cfg["optimizer"]["lr"]) >= EOS_MIN_LR  # noqa: E731
+eos_lr = lambda cfg: float(cfg["optimizer"]["lr"]) >= EOS_MIN_LR  # noqa: E731
 
 CLAIMS = [
     Claim("D1a PF = GD on a quadratic", "the principal flow follows the GD iterates exactly on quadratics, also "
           "for h lambda > 1 (oscillation) and > 2 (divergence)", f"max_t |theta_PF - theta_GD| / |theta_GD| < {PF_TOL:g}",
-          max_pf_error, lambda v: v < PF_TOL, _quadratic),
+          max_pf_error, lambda v: v < PF_TOL, _quadratic, scales=("smoke",), kind="headline", study=FLOWS,
+          arms="quadratic"),
     Claim("D1b NGF misses GD", "the negative gradient flow does not capture GD at large h lambda",
           f"h lambda_max >= 1: final |theta_NGF - theta_GD| / |theta_GD| > {NGF_MIN:g}", final_ngf_error,
-          lambda v: v > NGF_MIN, big_h),
+          lambda v: v > NGF_MIN, big_h, scales=("smoke",), kind="supporting", study=FLOWS, arms="quadratic"),
     Claim("D3 edge of stability", "with a fixed learning rate GD trains at the edge of stability, h lambda_max ~ 2",
           f"fixed lr >= {EOS_MIN_LR:g}: mean h lambda_max over the last {LATE:.0%} of steps in {list(EOS_RANGE)}",
-          late_h_lambda, lambda v: EOS_RANGE[0] <= v <= EOS_RANGE[1], eos_lr),
+          late_h_lambda, lambda v: EOS_RANGE[0] <= v <= EOS_RANGE[1], eos_lr, scales=("smoke",), kind="supporting",
+          study=LR, arms="fixed_lr"),
 ]
 
 
 def _lr_runs(runs: list) -> tuple[list, list]:
     ok = [r for r in runs if r.status.get("status") == "completed" and "loss" in r.metrics]
-    fixed = [r for r in ok if _fixed(r.cfg) and "test_acc" in r.metrics]
-    dal1 = [r for r in ok if _dal(r.cfg) and float(r.cfg["optimizer"]["p"]) == 1.0]
+    fixed = [r for r in ok if r.is_in(LR, "fixed_lr") and "test_acc" in r.metrics]
+    dal1 = [r for r in ok if r.is_in(LR, DAL_P1)]
     return fixed, dal1
 
 
-def _row(name, paper, criterion, values, ok, note="") -> dict:
+def _row(name, paper, criterion, values, ok, note="", kind="headline") -> dict:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     n_ok = sum(bool(ok(v)) for v in values)
-    return {"name": name, "paper": paper, "criterion": criterion, "n": len(values),
+    return {"name": name, "kind": kind, "paper": paper, "criterion": criterion, "n": len(values),
             "n_passed": n_ok, "passed": bool(values) and n_ok == len(values),
             "measured": float(np.mean(vals)) if vals else None, "min": min(vals) if vals else None,
             "max": max(vals) if vals else None, "note": note}
