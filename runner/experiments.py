@@ -185,7 +185,8 @@ def _read_studies(path: Path, mtime: float) -> dict:
             lists = {key: study.get(key) or [] for key in ("overrides", "sweep")}
             lists.update({f"arms.{arm}": ovr or [] for arm, ovr in study["arms"].items()})
             for key, items in lists.items():
-                if not isinstance(items, list) or not all(isinstance(o, str) and "=" in o for o in items):
+                if not isinstance(items, list) or not all(isinstance(o, str) and ("=" in o or o.startswith("~"))
+                                                          for o in items):
                     raise OptrunError(f"{where}.{key}: expected a list of overrides 'key=value' (quote a sweep "
                                       f"in a flow list: ['seed=0,1,2'], since YAML splits [seed=0,1,2] at commas)")
     return data

@@ -2,8 +2,8 @@
 import pytest
 from hydra.utils import instantiate
 
-from runner.cli import _user_overrides, help_text
 from runner import experiments
+from runner.cli import _user_overrides, help_text
 from runner.config_check import check_overrides
 from runner.errors import OptrunError
 from runner.results import run_name

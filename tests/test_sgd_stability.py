@@ -96,7 +96,29 @@ def test_setups_compose(make_cfg):
     eos = make_cfg("experiment=sgd_stability", "sgd_stability=eos")
     assert eos.schedule is None or "LinearLR" not in str(eos.schedule.get("_target_"))
     paper = make_cfg("experiment=sgd_stability", "scale=paper")
-    assert paper.dataset.dim == 1000 and paper.device == "cuda"
+    assert paper.setup == "dln" and paper.device == "cuda" and paper.scale == "paper"
+
+
+def _first_of_sweep(overrides):
+    """One run of an arm's multirun: every sweep `key=a,b,c` at its first value."""
+    return [o if "," not in o.partition("=")[2] or o.partition("=")[2].startswith("[") else o.split(",")[0]
+            for o in overrides]
+
+
+def test_paper_studies_compose_each_setup(make_cfg):
+    """The per-setup paper settings are the paper studies' overrides: DLN at d=1000, EoS on CIFAR-10."""
+    from runner import experiments
+
+    plan = {(study, arm): ovr for study, arm, ovr in experiments.arm_runs("sgd_stability", "paper")}
+    assert set(plan) == {("dln", "sgd"), ("dln", "gd"), ("eos", "gd")}
+    dln = make_cfg(*_first_of_sweep(plan["dln", "gd"]))
+    assert dln.setup == "dln" and dln.dataset.dim == 1000 and dln.dataset.n_train == 300
+    assert dln.trainer.steps == 80000 and dln.trainer.batch_size is None and dln.device == "cuda"
+    assert (dln.study, dln.arm) == ("dln", "gd") and dln.optimizer.lr == 0.004
+    eos = make_cfg(*_first_of_sweep(plan["eos", "gd"]))
+    assert eos.setup == "eos" and eos.dataset.name == "cifar10" and "test_fraction" not in eos.dataset
+    assert list(eos.model.hidden) == [200, 200] and eos.model.activation == "tanh"
+    assert eos.hooks.sharpness.probe_samples == 5000 and eos.trainer.batch_size is None
 
 
 def test_models_and_data():
@@ -137,12 +159,15 @@ def test_eos_measures():
 
 
 def _run(setup, lr, batch, trace, test, norm, seed=0, status="completed"):
+    from runner.report.runs import Run
+
     key = C.NORMS[setup]
     metrics = pd.DataFrame({"step": [100], "trace": [trace], "trace_se": [0.1], "trace_ratio": [lr * trace / 2],
                             "test_loss": [test], key: [norm]})
-    cfg = {"setup": setup, "trainer": {"batch_size": batch}, "optimizer": {"lr": lr}, "seed": seed, "scale": "smoke"}
-    return SimpleNamespace(cfg=cfg, metrics=metrics, status={"status": status}, summary={},
-                           path=Path(f"/r/{setup}-{lr}-{batch}-{seed}"))
+    cfg = {"setup": setup, "study": setup, "arm": "gd" if batch is None else "sgd", "trainer": {"batch_size": batch},
+           "optimizer": {"lr": lr}, "seed": seed, "scale": "smoke"}
+    return Run(path=Path(f"/r/{setup}-{lr}-{batch}-{seed}"), cfg=cfg, status={"status": status}, summary={},
+               metrics=metrics)
 
 
 def test_cross_run_claims():
@@ -152,6 +177,10 @@ def test_cross_run_claims():
     rows = {r["name"].split(":")[0]: r for r in C.cross_run_claims(runs)}
     assert set(rows) == {"X1a dln", "X1b dln", "X2 dln", "X3 dln", "X4 dln", "X5 dln"}
     assert all(r["passed"] for r in rows.values())
+    assert {n for n, r in rows.items() if r["kind"] == "headline"} == {"X1a dln", "X2 dln", "X4 dln"}
+    ad_hoc = _run("dln", 0.04, 1, 37, 0.14, 4.2)
+    ad_hoc.cfg = {k: v for k, v in ad_hoc.cfg.items() if k not in ("study", "arm")}
+    assert C.cross_run_claims([_run("dln", 0.01, 1, 150, 1.2, 6.8), ad_hoc]) == []  # runs outside a study: left out
     assert rows["X4 dln"]["measured"] == pytest.approx(0.14 / 1.26)
     assert rows["X5 dln"]["measured"] == pytest.approx(0.04 * 160 / 2)
     rising = C.cross_run_claims([_run("relu", 0.01, 1, 40, 1, 1), _run("relu", 0.02, 1, 45, 1, 1)])
@@ -159,11 +188,14 @@ def test_cross_run_claims():
 
 
 def test_end_to_end_run_and_report(make_cfg, tmp_path):
-    summary = execute(make_cfg(*DLN, "sgd_stability=dln"), tmp_path / "sgd_stability" / "a")
+    summary = execute(make_cfg(*DLN, "sgd_stability=dln", "study=dln", "arm=sgd"), tmp_path / "sgd_stability" / "a")
     assert summary["status"] == "completed"
-    assert {c["name"] for c in summary["claims"]} >= {"S0 SGD interpolates", "S1 SGD: eta*tr(H)/2 <= 1"}
+    assert {c["name"] for c in summary["claims"]} == {"S0 SGD interpolates", "S1 SGD: eta*tr(H)/2 <= 1"}
+    assert {c["kind"] for c in summary["claims"]} == {"supporting", "headline"}
     assert (tmp_path / "sgd_stability" / "a" / "curvature.png").exists()
-    execute(make_cfg(*DLN, "trainer.batch_size=null"), tmp_path / "sgd_stability" / "b")
+    gd = execute(make_cfg(*DLN, "trainer.batch_size=null", "study=dln", "arm=gd"), tmp_path / "sgd_stability" / "b")
+    assert {c["name"]: c["kind"] for c in gd["claims"]} == {"G0 GD interpolates": "supporting",
+                                                             "G1 GD: eta*lambda_max/2 <= 1": "check"}
     from runner.report.runs import load_runs
 
     runs, _ = load_runs(tmp_path / "sgd_stability")

@@ -15,6 +15,7 @@ from runner.optim import schedules as S
 from runner.report.runs import load_runs
 from runner.results import MetricsWriter
 
+
 @pytest.fixture(autouse=True)
 def _keep_threads():
     """experiment=wsd sets threads=1, which build() applies process-wide; restore it for other tests."""
@@ -118,20 +119,38 @@ def test_budget_trainer_needs_a_budget_schedule(make_cfg):
         trainer.phases(state)
 
 
+def test_scales_compose_the_whole_setup(make_cfg):
+    """smoke: softmax regression + SGD (no momentum); paper: the transformer stand-in + AdamW, no stray key."""
+    smoke = make_cfg("experiment=wsd")
+    assert smoke.model._target_.endswith("SoftmaxRegressionLM") and smoke.optimizer._target_ == "torch.optim.SGD"
+    assert smoke.optimizer.lr == 8.0 and smoke.optimizer.momentum == 0.0 and smoke.threads == 1
+    assert list(smoke.schedule.budgets) == [2000, 4000, 8000] and smoke.scale == "smoke"
+    paper = make_cfg("experiment=wsd", "scale=paper")
+    assert paper.model._target_.endswith("TransformerLM") and paper.optimizer._target_ == "torch.optim.AdamW"
+    assert "momentum" not in paper.optimizer and paper.optimizer.lr == 0.003 and paper.optimizer.weight_decay == 0.1
+    assert list(paper.schedule.budgets) == [5000, 10000, 20000] and paper.schedule.warmup == 500
+    assert paper.dataset.vocab == 1024 and paper.dataset.seq_len == 128 and paper.scale == "paper"
+    assert paper.schedule.final_lr_ratio == smoke.schedule.final_lr_ratio == 0.01
+
+
 def test_claims_from_a_tiny_sweep(make_cfg, tmp_path):
     base = [*TINY, "optimizer.lr=4", f"results_dir={tmp_path}"]
-    for extra in (["schedule=wsd"], ["schedule=wsd_s"], ["schedule=cyclic_cosine"],
-                  ["schedule=cyclic_cosine", "schedule.budgets=[400]"]):
+    for extra in (["study=schedules", "arm=wsd", "schedule=wsd"], ["study=schedules", "arm=wsd_s", "schedule=wsd_s"],
+                  ["study=schedules", "arm=cyclic_cosine", "schedule=cyclic_cosine"],
+                  ["study=tuned_cosine", "arm=cosine", "schedule=cyclic_cosine", "schedule.budgets=[400]"]):
         execute(make_cfg(*base, "schedule.budgets=[100,200,400]", *extra), tmp_path / "_".join(extra))
     runs, skipped = load_runs(tmp_path)
     assert len(runs) == 4 and not skipped
-    kinds = sorted(wsd_claims.kind(r.cfg) for r in runs)
-    assert kinds == ["cosine", "cyclic_cosine", "wsd", "wsd_s"]
+    schedules = sorted(wsd_claims.schedule_of(r.cfg) for r in runs)
+    assert schedules == ["cosine", "cyclic_cosine", "wsd", "wsd_s"]
     rows = wsd_claims.cross_run_claims(runs)
     assert [r["n"] for r in rows] == [1, 1, 1, 1]
     steps = next(r for r in rows if r["name"] == "WSD-S uses fewer steps")
     assert steps["measured"] == pytest.approx(400 / 430) and steps["passed"]
-    wsd = next(r for r in runs if wsd_claims.kind(r.cfg) == "wsd")
+    assert [r["kind"] for r in rows] == ["headline", "headline", "check", "supporting"]
+    wsd = next(r for r in runs if r.is_in("schedules", "wsd"))
     assert {c["name"] for c in wsd.summary["claims"]} == {"decay gain, budget 1", "decay gain, budget 2",
                                                           "decay gain, budget 3"}
+    assert {c["kind"] for c in wsd.summary["claims"]} == {"headline"}
+    assert not any(r.summary.get("claims") for r in runs if not r.is_in("schedules", "wsd"))
     assert all(math.isfinite(c["measured"]) for c in wsd.summary["claims"])

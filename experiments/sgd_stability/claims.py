@@ -6,7 +6,9 @@ step); edge-of-stability runs see lambda_max cross 0.9*2/eta and then hover at 2
 Across runs (`cross_run_claims`): GD's trace exceeds 2/eta where SGD's cannot, and a larger eta
 gives SGD a smaller trace, a smaller parameter norm and a lower test error.
 The 1.05 slack in the stability claims is the note's criterion P1/P2: the trace estimate carries a
-standard error of about 1 % at these settings (logged as `trace_se`).
+standard error of about 1 % at these settings (logged as `trace_se`); see this folder's README.md.
+Runs are selected by the studies of `studies.yaml` (dln, relu: arms sgd = batch size 1, gd = full
+batch; eos: full-batch GD).
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from runner.claims import Claim
 CONVERGED = 1e-4  # final full-batch training MSE counted as interpolation (initial loss ~ 1-3.5)
 EOS_FRACTION = 0.9  # lambda_max >= 0.9 * 2/eta counts as having reached the edge of stability
 EOS_BAND = (0.9, 1.15)
-NORMS = {"dln": "beta_l1", "relu": "path_norm"}
+NORMS = {"dln": "beta_l1", "relu": "path_norm"}  # the parameter norm of each Wu & Su study
+WU_SU_STUDIES = tuple(NORMS)                       # studies with SGD and GD arms
+EOS_STUDY = "eos"
 
 
 def final(df: pd.DataFrame, column: str) -> float:
@@ -68,47 +72,47 @@ def loss_rise_fraction(df: pd.DataFrame, after: bool = True) -> float:
     return float(part.mean()) if len(part) else math.nan
 
 
-sgd = lambda cfg: setup(cfg) in NORMS and is_sgd(cfg)  # noqa: E731
-gd = lambda cfg: setup(cfg) in NORMS and not is_sgd(cfg)  # noqa: E731
-eos = lambda cfg: setup(cfg) == "eos"  # noqa: E731
-
 WU_SU = "a minimum linearly stable for SGD has tr(H) <= 2/eta (Wu & Su 2023, Thm.)"
 
 CLAIMS = [
     Claim("S0 SGD interpolates", "trained until the training loss is (near) zero",
-          f"final train MSE <= {CONVERGED:g}", lambda df, c: final(df, "train_loss"), lambda v: v <= CONVERGED, sgd),
+          f"final train MSE <= {CONVERGED:g}", lambda df, c: final(df, "train_loss"), lambda v: v <= CONVERGED,
+          kind="supporting", study=WU_SU_STUDIES, arms="sgd"),
     Claim("S1 SGD: eta*tr(H)/2 <= 1", WU_SU,
           "p_B*eta*tr(H)/2 <= 1.05 at the end (p_B = 1 at batch size 1; see runner/hooks/sharpness.py)",
-          lambda df, c: final(df, "sgd_ratio"), lambda v: v <= 1.05, sgd),
+          lambda df, c: final(df, "sgd_ratio"), lambda v: v <= 1.05, kind="headline", study=WU_SU_STUDIES, arms="sgd"),
     Claim("G0 GD interpolates", "trained until the training loss is (near) zero",
-          f"final train MSE <= {CONVERGED:g}", lambda df, c: final(df, "train_loss"), lambda v: v <= CONVERGED, gd),
+          f"final train MSE <= {CONVERGED:g}", lambda df, c: final(df, "train_loss"), lambda v: v <= CONVERGED,
+          kind="supporting", study=WU_SU_STUDIES, arms="gd"),
     Claim("G1 GD: eta*lambda_max/2 <= 1", "for GD linear stability bounds only lambda_max(H) <= 2/eta",
-          "eta*lambda_max/2 <= 1.05 at the end", lambda df, c: final(df, "gd_ratio"), lambda v: v <= 1.05, gd),
+          "eta*lambda_max/2 <= 1.05 at the end", lambda df, c: final(df, "gd_ratio"), lambda v: v <= 1.05,
+          kind="check", study=WU_SU_STUDIES, arms="gd"),
     Claim("E1 EoS: lambda_max reaches 2/eta",
           "full-batch GD: sharpness rises until it reaches 2/eta (Cohen et al. 2021)",
           f"first step with lambda_max >= {EOS_FRACTION}*2/eta exists (measured: that step)",
-          lambda df, c: eos_crossing(df), lambda v: math.isfinite(v), eos),
+          lambda df, c: eos_crossing(df), lambda v: math.isfinite(v), kind="supporting", study=EOS_STUDY),
     Claim("E2 EoS: hovers at 2/eta", "then hovers just above 2/eta (Cohen et al. 2021; prototype 1.018, 0.998)",
           f"mean lambda_max/(2/eta) after the crossing in [{EOS_BAND[0]}, {EOS_BAND[1]}]",
-          lambda df, c: eos_mean_after(df), lambda v: EOS_BAND[0] <= v <= EOS_BAND[1], eos),
+          lambda df, c: eos_mean_after(df), lambda v: EOS_BAND[0] <= v <= EOS_BAND[1], kind="supporting",
+          study=EOS_STUDY),
     Claim("E3 EoS: loss non-monotone", "while the loss keeps falling non-monotonically (Cohen et al. 2021)",
           "fraction of steps with a loss increase after the crossing >= 0.1",
-          lambda df, c: loss_rise_fraction(df), lambda v: v >= 0.1, eos),
+          lambda df, c: loss_rise_fraction(df), lambda v: v >= 0.1, kind="supporting", study=EOS_STUDY),
 ]
 
 
-# ---- across runs: grouped by sub-experiment (dln / relu), method and learning rate -------------
+# ---- across runs: grouped by study (dln / relu), method and learning rate -------------------------
 
 def _finals(runs: list) -> dict:
-    """{setup: {method: {lr: [final metrics dict per seed]}}} over completed dln/relu runs."""
+    """{study: {method: {lr: [final metrics dict per seed]}}} over completed runs of the dln/relu studies."""
     out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in runs:
-        if r.status.get("status") != "completed" or setup(r.cfg) not in NORMS or "trace" not in r.metrics:
+        if r.status.get("status") != "completed" or not r.is_in(WU_SU_STUDIES) or "trace" not in r.metrics:
             continue
         df = r.metrics
-        keys = ("trace", "trace_se", "trace_ratio", "test_loss", NORMS[setup(r.cfg)])
+        keys = ("trace", "trace_se", "trace_ratio", "test_loss", NORMS[r.study])
         vals = {k: final(df, k) for k in keys if k in df}
-        out[setup(r.cfg)][method(r.cfg)][float(r.cfg["optimizer"]["lr"])].append(vals)
+        out[r.study][method(r.cfg)][float(r.cfg["optimizer"]["lr"])].append(vals)
     return out
 
 
@@ -116,9 +120,10 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(np.mean([r[key] for r in rows]))
 
 
-def _row(name, paper, criterion, measured, passed, n=1, **extra) -> dict:
-    return {"name": name, "paper": paper, "criterion": criterion, "measured": measured, "passed": bool(passed),
-            "n": n, "n_passed": int(bool(passed)) * n, "min": measured, "max": measured, **extra}
+def _row(name, paper, criterion, measured, passed, kind, n=1, **extra) -> dict:
+    return {"name": name, "kind": kind, "paper": paper, "criterion": criterion, "measured": measured,
+            "passed": bool(passed), "n": n, "n_passed": int(bool(passed)) * n, "min": measured, "max": measured,
+            **extra}
 
 
 def cross_run_claims(runs: list) -> list[dict]:
@@ -134,28 +139,29 @@ def cross_run_claims(runs: list) -> list[dict]:
             note = f"tr(H) = {[round(t, 3) for t in traces]} at eta = {lrs}"
             rows.append(_row(f"X1a {name}: SGD tr(H) falls with eta",
                              "larger eta regularizes more: the stable SGD minimum is flatter",
-                             f"tr(H) at the largest / at the smallest eta < 1", traces[-1] / traces[0],
-                             traces[-1] < traces[0], n=len(lrs), note=note))
+                             "tr(H) at the largest / at the smallest eta < 1", traces[-1] / traces[0],
+                             traces[-1] < traces[0], "headline", n=len(lrs), note=note))
             rows.append(_row(f"X1b {name}: ... never rises with eta",
                              "the trace bound only tightens as eta grows",
                              "max rise of tr(H) from one eta to the next, in standard errors, <= 2", max(rises),
-                             max(rises) <= 2, n=len(lrs), note=note))
+                             max(rises) <= 2, "supporting", n=len(lrs), note=note))
             lo, hi = lrs[0], lrs[-1]
             n_lo, n_hi = _mean(s[lo], norm), _mean(s[hi], norm)
             rows.append(_row(f"X2 {name}: SGD {norm} falls with eta",
                              "sharpness is equivalent to a parameter norm (l1 of beta / path norm)",
-                             f"{norm}(eta={hi}) / {norm}(eta={lo}) < 1", n_hi / n_lo, n_hi < n_lo, n=2))
+                             f"{norm}(eta={hi}) / {norm}(eta={lo}) < 1", n_hi / n_lo, n_hi < n_lo, "headline", n=2))
             t_lo, t_hi = _mean(s[lo], "test_loss"), _mean(s[hi], "test_loss")
             rows.append(_row(f"X3 {name}: SGD test error falls with eta",
                              "a larger eta gives SGD better generalization (sparse recovery for DLN)",
-                             f"test MSE(eta={hi}) / test MSE(eta={lo}) < 1", t_hi / t_lo, t_hi < t_lo, n=2))
+                             f"test MSE(eta={hi}) / test MSE(eta={lo}) < 1", t_hi / t_lo, t_hi < t_lo, "supporting", n=2))
         shared = sorted(set(s) & set(g))
         if shared:
             hi = shared[-1]
             ratio = _mean(s[hi], "test_loss") / _mean(g[hi], "test_loss")
             rows.append(_row(f"X4 {name}: SGD beats GD at the largest eta",
                              "GD's stability constraint is too weak to ensure generalization",
-                             f"SGD test MSE / GD test MSE at eta={hi} < 1 (mean over seeds)", ratio, ratio < 1, n=2))
+                             f"SGD test MSE / GD test MSE at eta={hi} < 1 (mean over seeds)", ratio, ratio < 1, "headline",
+                             n=2))
         if len(g) >= 2:
             lrs = sorted(g)
             top = lrs[len(lrs) // 2:]
@@ -163,5 +169,5 @@ def cross_run_claims(runs: list) -> list[dict]:
             rows.append(_row(f"X5 {name}: GD minima violate tr(H) <= 2/eta",
                              "GD can converge to minima with tr(H) well above 2/eta",
                              f"min over the larger half of eta ({top}) of GD eta*tr(H)/2 > 1", worst, worst > 1,
-                             n=len(top)))
+                             "supporting", n=len(top)))
     return rows

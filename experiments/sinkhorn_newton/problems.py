@@ -96,10 +96,11 @@ class RandomOT(EntropicOT):
 class ImageOT(EntropicOT):
     """W_p between two images of a data set seen as densities on the pixel grid (the paper's MNIST
     benchmark; scikit-learn digits offline). Cost |p_i - p_j|_p^p on the grid scaled to [0, 1]^2;
-    a small `floor` keeps every pixel's mass positive, as log-domain Sinkhorn needs."""
+    a small `floor` keeps every pixel's mass positive, as log-domain Sinkhorn needs. `stand_in=true`
+    passes on to the loader of a file-based data set (MNIST): random images of the same shape (tests)."""
 
     def __init__(self, dataset: str = "digits", p: int = 2, n: int | None = None, data_dir: str = "data",
-                 download: bool = False, floor: float = 1e-6, **kw):
+                 download: bool = False, floor: float = 1e-6, stand_in: bool = False, **kw):
         super().__init__(**kw)
         if p not in (1, 2):
             raise OptrunError(f"problem.p: expected 1 (W1, L1 ground cost) or 2 (W2, squared L2), got {p}")
@@ -107,12 +108,13 @@ class ImageOT(EntropicOT):
             raise OptrunError(f"problem.n: image_ot needs a square number of pixels (e.g. 256 = 16x16, 784 = 28x28) "
                               f"or null for the native size, got {n}")
         self.dataset, self.p, self.n, self.floor = dataset, p, n, floor
-        self.data_dir, self.download = data_dir, download
+        self.data_dir, self.download, self.stand_in = data_dir, download, bool(stand_in)
 
     def build(self, state):
         from runner.data import load
 
-        data = load(self.dataset, seed=state.seed, data_dir=self.data_dir, download=self.download)
+        extra = {"stand_in": True} if self.stand_in else {}
+        data = load(self.dataset, seed=state.seed, data_dir=self.data_dir, download=self.download, **extra)
         x = data.x_train.reshape(len(data.x_train), -1).double()
         side = math.isqrt(x.shape[1])
         x = x.reshape(-1, 1, side, side)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.wsd.claims import budgets, excess_at, kind
+from experiments.wsd.claims import budgets, excess_at, schedule_of
 from runner.report.style import figure, save
 
 STYLE = {"wsd": ("WSD", "tab:blue"), "wsd_s": ("WSD-S", "tab:green"), "cyclic_cosine": ("Cyclic-Cosine", "tab:orange"),
@@ -41,7 +41,7 @@ def _paths(df: pd.DataFrame, cfg: dict, metric: str) -> list[tuple[str, pd.Serie
     """(label, metric by path step): the path itself, then each discarded decay branch from its fork."""
     ev = _evaluated(df, metric)
     out = [("path", ev[ev.phase != "branch"].set_index("path_step")[metric])]
-    if kind(cfg) == "wsd":
+    if schedule_of(cfg) == "wsd":
         for b in budgets(cfg)[:-1]:
             fork, branch = _branch(df, b)
             rows = pd.concat([fork, branch])
@@ -60,11 +60,12 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     fig, axes = figure()
     ax = axes[0, 0]
     ev = df[df.excess_loss.notna()]
-    ax.plot(ev.step, ev.excess_loss, color=STYLE.get(kind(cfg), ("", "k"))[1], lw=1.2, label="excess loss")
+    name = schedule_of(cfg) or "run"
+    ax.plot(ev.step, ev.excess_loss, color=STYLE.get(name, ("", "k"))[1], lw=1.2, label="excess loss")
     ck = df[df.get("budget", pd.Series(dtype=float)).notna()] if "budget" in df else df.iloc[0:0]
     ax.scatter(ck.step, ck.excess_loss, marker="D", color="k", zorder=5, s=22, label="budget checkpoints")
     ax.set(yscale="log", xlabel="updates consumed (incl. discarded branches)", ylabel="excess population loss (nats)",
-           title=_title(cfg, f"{STYLE.get(kind(cfg), (kind(cfg),))[0]}, seed {cfg.get('seed')}"))
+           title=_title(cfg, f"{STYLE.get(name, (name,))[0]}, seed {cfg.get('seed')}"))
     lr_ax = ax.twinx()
     tr = df[df.lr.notna()] if "lr" in df else df.iloc[0:0]
     lr_ax.plot(tr.step, tr.lr, color="0.6", lw=0.7, ls="--")
@@ -76,8 +77,9 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
 def plot_report(runs: list, out_dir: Path) -> list[Path]:
     groups: dict[str, list] = defaultdict(list)
     for r in runs:
-        if r.status.get("status") == "completed" and "excess_loss" in r.metrics and "path_step" in r.metrics:
-            key = kind(r.cfg) if kind(r.cfg) != "cosine" else f"cosine@{budgets(r.cfg)[0]}"
+        name = schedule_of(r.cfg)
+        if name and r.status.get("status") == "completed" and "excess_loss" in r.metrics and "path_step" in r.metrics:
+            key = name if name != "cosine" else f"cosine@{budgets(r.cfg)[0]}"
             groups[key].append(r)
     if not groups:
         return []

@@ -40,7 +40,8 @@ class BudgetTrainer(SupervisedTrainer):
         if self.seg.rewind:
             self.snapshot = self._capture(state)
         state.scheduler.enter(state.phase_index)
-        if state.scheduler.last_epoch != self.seg.start:
+        # on resume the engine begins the phase before it restores the checkpoint (state.step is still 0)
+        if state.step and state.scheduler.last_epoch != self.seg.start:
             raise RuntimeError(f"budget plan out of sync: at path step {state.scheduler.last_epoch}, "
                                f"segment starts at {self.seg.start}")
         self.j = 0
