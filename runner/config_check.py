@@ -99,7 +99,8 @@ def check_overrides(overrides: list[str], config_name: str = "config", multirun:
                     if choice is not None and str(choice) not in options:
                         hint = difflib.get_close_matches(str(choice), options, n=1)
                         raise OptrunError(
-                            f"{o.key_or_group}={choice}: no such option in conf/{o.key_or_group}/ "
+                            f"{o.key_or_group}={choice}: no such option in "
+                            f"{'experiments/<id>/ (a folder per paper)' if o.key_or_group == 'experiment' else f'conf/{o.key_or_group}/'} "
                             f"(available: {', '.join(options)})" + (f"; did you mean '{hint[0]}'?" if hint else ""))
         try:
             base = compose(config_name, overrides=[_first_form(o) for o in groups])

@@ -37,7 +37,7 @@ def test_same_command_twice_gives_identical_metrics(make_cfg, tmp_path):
 
 
 def test_run_directory_files_and_continual_columns(make_cfg, tmp_path):
-    summary = execute(make_cfg(*SHORT), tmp_path / "run")
+    summary = execute(make_cfg(*SHORT, "study=split_digits", "arm=er"), tmp_path / "run")
     run = tmp_path / "run"
     for f in ("config.yaml", "metrics.csv", "status.json", "summary.json", "accuracy.png"):
         assert (run / f).exists(), f
@@ -50,7 +50,8 @@ def test_run_directory_files_and_continual_columns(make_cfg, tmp_path):
         assert col[df.step >= first_seen].notna().all() and col[df.step < first_seen].isna().all()
     s = json.loads((run / "summary.json").read_text())
     assert s["status"] == "completed" and {"acc", "min_acc", "wc_acc", "wf10", "wp10"} <= set(s["metrics"])
-    assert s["claims"] and {"name", "paper", "measured", "criterion", "passed"} <= set(s["claims"][0])
+    assert s["claims"] and {"name", "kind", "paper", "measured", "criterion", "passed"} <= set(s["claims"][0])
+    assert (s["study"], s["arm"]) == ("split_digits", "er")
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
     assert summary["status"] == "completed"
 
