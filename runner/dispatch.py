@@ -160,8 +160,7 @@ def finalize(cfg: DictConfig, rd: RunDir, engine: Engine, outcome, hooks: list) 
     claims_mod = experiment_module(cfg.experiment_id, "claims")
     claims = evaluate_claims(claims_mod.CLAIMS, metrics, cfg_dict) if claims_mod and outcome.status == "completed" else []
     summary = {"experiment": cfg.experiment_id, "run": rd.path.name, "study": cfg.get("study"), "arm": cfg.get("arm"),
-               "status": outcome.status,
-               "steps": outcome.step, "diverged_at": outcome.diverged_at, "wall_s": round(outcome.wall_s, 3),
+               "status": outcome.status, "steps": outcome.step, "diverged_at": outcome.diverged_at, "wall_s": round(outcome.wall_s, 3),
                "metrics": final, "claims": claims}
     write_json(rd.summary_file, summary)
     plots = experiment_module(cfg.experiment_id, "plots")

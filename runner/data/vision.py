@@ -24,7 +24,7 @@ def _require(path: Path, name: str) -> None:
 
 
 def stand_in_data(name: str, shape: tuple[int, ...], seed: int, n_train: int = 512, n_test: int = 256,
-             n_classes: int = 10) -> Dataset:
+                  n_classes: int = 10) -> Dataset:
     """Random images of `shape` in [0, 1] with every class present: the data set's shapes, not its content."""
     g = torch.Generator().manual_seed(seed)
     y = lambda n: torch.arange(n) % n_classes  # noqa: E731
