@@ -9,11 +9,17 @@ the same metrics.csv as an uninterrupted run (apart from the wall-clock `time_s`
 Saved after a flush, so metrics.csv on disk holds exactly the rows up to the checkpoint's step.
 Signals (SIGTERM from a scheduler, SIGUSR1 from SLURM/submitit before a time limit) set a flag;
 the engine checkpoints at the next step boundary and then hands the signal on.
+
+Loading is safe: `torch.load(weights_only=True)` admits tensors, plain containers and numbers, and
+the numpy arrays, dtypes and scalars that RNG states and hook statistics hold (`SAFE_GLOBALS`,
+none of which can run code). A results tree copied from a cluster or a colleague may hold a crafted
+checkpoint: anything else in it is refused with one line naming the file, before anything runs.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import random
 import signal
 import time
@@ -26,6 +32,17 @@ from runner.errors import OptrunError
 
 FORMAT = 1
 SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
+
+
+def _safe_globals() -> list:
+    core = np._core if hasattr(np, "_core") else np.core
+    dtypes = (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32,
+              np.uint64, np.bool_)
+    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype,
+            *{type(np.dtype(t)) for t in dtypes}]
+
+
+SAFE_GLOBALS = _safe_globals()
 
 
 def config_hash(config_text: str) -> str:
@@ -112,7 +129,16 @@ class Checkpointer:
     def load(self) -> dict:
         hint = "rerun with restart=true to start this run from scratch"
         try:
-            payload = torch.load(self.path, map_location="cpu", weights_only=False)
+            with torch.serialization.safe_globals(SAFE_GLOBALS):
+                payload = torch.load(self.path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            found = next((line.split("global", 1)[1].strip(" :.") for line in str(e).splitlines()
+                          if "nsupported global" in line), None)
+            if found is None:
+                raise OptrunError(f"corrupt checkpoint {self.path} ({type(e).__name__}); {hint}") from None
+            what = f" ({found.split()[0]})" if found else ""
+            raise OptrunError(f"refusing to load checkpoint {self.path}: it holds an object that is not a tensor or "
+                              f"plain data{what}, and loading it could run code; {hint}") from None
         except Exception as e:
             raise OptrunError(f"corrupt checkpoint {self.path} ({type(e).__name__}); {hint}") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -4,7 +4,8 @@ logging, divergence and the progress bar. There is no second loop anywhere in op
 Per step: hooks due at this step get `before_step(state)` (e.g. to snapshot the parameters), the
 trainer's `step(state)` returns metrics (it must include `loss`, which the divergence check reads),
 then the due hooks are called and one row is logged. A trainer (or a controller hook) may set
-`state.stop = True` to end the run early as completed (e.g. a solver that converged).
+`state.stop = True` to end the run early as completed (e.g. a solver that converged); the hooks
+scheduled at the end of the run (or of a phase) then run after that step, as they would at the end.
 
 Hot-path habits: trainer metrics stay tensors (or `Deferred` values such as the accuracy) until a
 flush, which resolves them in one batched transfer per `flush_every` steps; on an accelerator
@@ -145,6 +146,10 @@ class Engine:
                             self.writer.add(self._row(state, t0, metrics))
                             return self._diverged(state, bar, t0)
                     state.phase_end = last_of_phase or state.stop
+                    if state.stop and self.hooks and not (last_of_phase and pi == len(phases) - 1):
+                        # an early stop (a solver converged) ends the run here: the end-of-run probes
+                        # measure now, after this step (before_step only ran for the hooks due anyway)
+                        due = [h for h in self.hooks if h in due or h.due(state.step, phase_end=True, end=True)]
                     probes = {}
                     for h in due:
                         probes.update(h(state))

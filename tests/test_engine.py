@@ -98,3 +98,28 @@ def test_eval_mode_restores_every_flag_and_respects_train_overrides():
             assert not any(m.training for m in model.modules()) and torch.is_inference_mode_enabled()
         assert [m.training for m in model.modules()] == before
     assert frozen.calls == [False]
+
+
+def test_end_hooks_run_after_an_early_stop(make_cfg, tmp_path, one_thread):
+    """A solver that converges before its budget still gets its end-of-run probes, after the last step."""
+    from runner.hooks.base import Hook
+
+    class EndProbe(Hook):
+        name = "end_probe"
+
+        def __init__(self):
+            super().__init__(every=0, at_phase_end=False, at_end=True)
+            self.calls = []
+
+        def __call__(self, state):
+            self.calls.append(state.step)
+            return {"end_probe": float(state.step)}
+
+    cfg = make_cfg("experiment=sinkhorn_newton", "algorithm=sns", "device=cpu", "trainer.max_iters=5000")
+    state, trainer, hooks = build(cfg)
+    probe = EndProbe()
+    out = Engine(trainer, [*hooks, probe], MetricsWriter(tmp_path / "m.csv"), progress=False).run(state)
+    assert out.status == "completed" and out.step < 5000  # converged early
+    assert probe.calls == [out.step]
+    df = pd.read_csv(tmp_path / "m.csv")
+    assert df.end_probe.dropna().tolist() == [float(out.step)] and df.step.iloc[-1] == out.step

@@ -108,6 +108,62 @@ def test_corrupt_checkpoint_is_reported_by_path_and_nothing_is_lost(make_cfg, tm
     assert execute(make_cfg(*SHORT, "restart=true"), run_dir)["status"] == "completed"
 
 
+class _RunsCode:
+    """Unpickling this calls a function: what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_crafted_checkpoint_is_refused_and_runs_nothing(make_cfg, tmp_path):
+    import torch
+
+    run_dir = tmp_path / "run"
+    _interrupted_run(make_cfg, run_dir)
+    payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)  # ours: trusted here
+    marker = tmp_path / "code-ran"
+    payload["engine"]["extra"] = _RunsCode(marker)
+    torch.save(payload, run_dir / "checkpoint.pt")
+    before = (run_dir / "metrics.csv").read_text()
+    with pytest.raises(OptrunError, match=r"refusing to load checkpoint .*checkpoint.pt: it holds an object") as e:
+        execute(make_cfg(*SHORT), run_dir)
+    assert "\n" not in str(e.value) and not marker.exists()
+    assert (run_dir / "metrics.csv").read_text() == before
+
+
+def _first_arm(exp: str) -> list[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from runner import experiments
+    from runner.config_check import _first_form
+
+    _study, _arm, overrides = experiments.arm_runs(exp, "smoke")[0]
+    return [_first_form(o) for o in OverridesParser.create().parse_overrides(overrides)]
+
+
+@pytest.mark.parametrize("exp", __import__("runner.experiments", fromlist=["ids"]).ids())
+def test_every_experiments_checkpoint_loads_without_pickle(make_cfg, tmp_path, exp):
+    """Model, optimizer, schedule, trainer and hook states of every paper load with weights_only=True."""
+    from dataclasses import replace
+
+    from runner.checkpoint import Checkpointer
+    from runner.dispatch import build
+    from runner.engine import Engine
+    from runner.results import MetricsWriter
+
+    state, trainer, hooks = build(make_cfg(*_first_arm(exp), "device=cpu"))
+    phases = trainer.phases
+    trainer.phases = lambda s: [replace(p, steps=min(p.steps, 3)) for p in phases(s)][:1]
+    ck = Checkpointer(tmp_path / "checkpoint.pt", "cfg", every_steps=1, on_signal=False)
+    Engine(trainer, hooks, MetricsWriter(tmp_path / "metrics.csv"), progress=False, checkpointer=ck).run(state)
+    assert (tmp_path / "checkpoint.pt").exists()
+    payload = ck.load()
+    assert payload["engine"]["step"] >= 1
+
+
 def test_checkpoint_of_another_config_is_refused(make_cfg, tmp_path):
     run_dir = tmp_path / "run"
     _interrupted_run(make_cfg, run_dir)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -82,21 +81,30 @@ def _cache_dir() -> Path:
 def mnist1d(seed: int = 0, num_samples: int = 5000, test_fraction: float = 0.2, **_) -> Dataset:
     """MNIST-1D generated locally with `mnist1d.data.make_dataset` (never downloaded), cached on disk.
 
-    The generator's own seed is fixed per `seed`, so a cache hit returns the same arrays.
+    The generator's own seed is fixed per `seed`, so a cache hit returns the same arrays. The cache is
+    a `.npz` of plain arrays read with `allow_pickle=False`: a cache copied from elsewhere cannot run
+    code; an unreadable one is regenerated.
     """
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     args.num_samples, args.train_split, args.seed = num_samples, 1.0 - test_fraction, seed % (2**32)
     key = hashlib.sha1(repr(sorted(vars(args).items())).encode()).hexdigest()[:12]
-    path = _cache_dir() / f"mnist1d-{key}.pkl"
+    path = _cache_dir() / f"mnist1d-{key}.npz"
+    keys = ("x", "y", "x_test", "y_test")
+    data = None
     if path.exists():
-        data = pickle.loads(path.read_bytes())
-    else:
-        data = make_dataset(args)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in keys}
+        except (OSError, ValueError, KeyError):  # corrupt, truncated or not ours: make it again
+            data = None
+    if data is None:
+        made = make_dataset(args)
+        data = {k: np.asarray(made[k]) for k in keys}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(pickle.dumps({k: data[k] for k in ("x", "y", "x_test", "y_test")}))
+        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+        np.savez(tmp, **data)
         os.replace(tmp, path)
     t = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt)  # noqa: E731
     return Dataset(t(data["x"], torch.float32)[:, None], t(data["y"], torch.long),
