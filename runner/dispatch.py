@@ -165,7 +165,11 @@ def finalize(cfg: DictConfig, rd: RunDir, engine: Engine, outcome, hooks: list) 
     write_json(rd.summary_file, summary)
     plots = experiment_module(cfg.experiment_id, "plots")
     if plots and hasattr(plots, "plot_run") and len(metrics):
-        plots.plot_run(metrics, cfg_dict, rd.path)
+        try:
+            plots.plot_run(metrics, cfg_dict, rd.path)
+        except Exception as e:  # noqa: BLE001 -- a figure that cannot be drawn (a probe switched off) loses no run
+            print(f"optrun: {cfg.experiment_id}/{rd.path.name}: no per-run figure ({type(e).__name__}: {e})",
+                  file=sys.stderr)
     rd.write_status(outcome.status, step=outcome.step, wall_s=round(outcome.wall_s, 3),
                     diverged_at=outcome.diverged_at)
     _print_summary(cfg, rd, outcome, claims)

@@ -123,3 +123,10 @@ def test_end_hooks_run_after_an_early_stop(make_cfg, tmp_path, one_thread):
     assert probe.calls == [out.step]
     df = pd.read_csv(tmp_path / "m.csv")
     assert df.end_probe.dropna().tolist() == [float(out.step)] and df.step.iloc[-1] == out.step
+
+
+def test_a_figure_that_cannot_be_drawn_loses_no_run(make_cfg, tmp_path, capsys):
+    """stability_gap's per-run figure needs the continual probe; without it the run still completes."""
+    out = execute(make_cfg(*SHORT, "hooks=[]"), tmp_path / "run")
+    assert out["status"] == "completed" and "no per-run figure" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "completed"
