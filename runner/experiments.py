@@ -121,7 +121,7 @@ def with_scale(overrides: list[str]) -> list[str]:
     return [*overrides, f"{exp}/scale@_global_={scale}"]
 
 
-def compose(overrides: list[str] = (), config_name: str = "config"):
+def compose(overrides: list[str] = (), config_name: str = "config", return_hydra_config: bool = False):
     """The config `optrun <overrides>` would run (scale file included), for tests and benchmarks."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -133,7 +133,8 @@ def compose(overrides: list[str] = (), config_name: str = "config"):
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONF_DIR), version_base=None):
-            return hydra_compose(config_name, overrides=with_scale(list(overrides)))
+            return hydra_compose(config_name, overrides=with_scale(list(overrides)),
+                                 return_hydra_config=return_hydra_config)
     finally:
         GlobalHydra.instance().clear()
 

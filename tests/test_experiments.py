@@ -37,19 +37,8 @@ def card_setup(exp: str) -> dict[str, dict[str, str]]:
 
 
 def choices(overrides: list[str]) -> dict:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from runner.config_check import CONF_DIR
-
-    experiments.register_search_path()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base=None):
-            cfg = compose("config", overrides=experiments.with_scale(overrides), return_hydra_config=True)
-        return dict(cfg.hydra.runtime.choices)
-    finally:
-        GlobalHydra.instance().clear()
+    """{group: option} that Hydra chose for these overrides."""
+    return dict(experiments.compose(overrides, return_hydra_config=True).hydra.runtime.choices)
 
 
 def test_the_thirteen_landed_papers_are_folders():

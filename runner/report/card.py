@@ -66,8 +66,7 @@ def card_states(experiment_id: str) -> dict[str, str]:
 def papers_table() -> str:
     """The top README's table: one row per experiment folder of this repository, state per scale from its card."""
     lines = ["| id | paper | smoke | paper scale |", "|---|---|---|---|"]
-    for exp in sorted(d.parent.parent.parent.name for d in experiments.EXPERIMENTS_DIR.glob("*/conf/experiment/*.yaml")
-                      if d.stem == d.parent.parent.parent.name):
+    for exp in [e for e, d in experiments.folders().items() if d.parent == experiments.EXPERIMENTS_DIR]:
         p = paper(exp) or {}
         title = p.get("title", exp)
         link = f"[{title}](experiments/{exp}/README.md)"
