@@ -111,14 +111,14 @@ def hvp_time(model, x, y, mode: str, repeats: int) -> float:
 def ours_lmax(model, x, y, seed: int) -> tuple[float, int]:
     hook = Sharpness(estimator="none", warm_start=False)
     hook.generator = torch.Generator().manual_seed(seed)
-    m = hook.measure(model, x, y)
+    m = hook.measure(model, x, y, CE)
     return m["lambda_max"], m["lanczos_hvps"]
 
 
 def ours_trace(model, x, y, seed: int) -> tuple[float, int]:
     hook = Sharpness(warm_start=False)
     hook.generator = torch.Generator().manual_seed(seed)
-    m = hook.measure(model, x, y)
+    m = hook.measure(model, x, y, CE)
     return m["trace"], m["curvature_hvps"]
 
 

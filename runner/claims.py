@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import pandas as pd
+if TYPE_CHECKING:  # a run imports this module before its first step; pandas only when claims are measured
+    import pandas as pd
 
 KINDS = ("headline", "supporting", "check")
 

@@ -3,7 +3,8 @@ logging, divergence and the progress bar. There is no second loop anywhere in op
 
 Per step: hooks due at this step get `before_step(state)` (e.g. to snapshot the parameters), the
 trainer's `step(state)` returns metrics (it must include `loss`, which the divergence check reads),
-then the due hooks are called and one row is logged. A trainer (or a controller hook) may set
+then the due controllers act on the update, the due read-only hooks measure, and one row is logged
+(hook metrics as `<hook>/<name>`; see `runner.hooks.base`). A trainer (or a controller hook) may set
 `state.stop = True` to end the run early as completed (e.g. a solver that converged); the hooks
 scheduled at the end of the run (or of a phase) then run after that step, as they would at the end.
 
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from runner.errors import OptrunError
+from runner.hooks.base import Hook
 from runner.results import MetricsWriter
 from runner.trainers.base import TrainState
 
@@ -39,8 +42,6 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
     """The autocast dtype of a `precision` setting (None: full precision)."""
-    from runner.errors import OptrunError
-
     if precision not in PRECISIONS:
         raise OptrunError(f"precision: unknown '{precision}' (expected one of: {', '.join(PRECISIONS)})")
     return PRECISIONS[precision]
@@ -50,7 +51,8 @@ class Engine:
     def __init__(self, trainer, hooks: list, writer: MetricsWriter, log_every: int = 1, flush_every: int = 100,
                  progress: bool = True, desc: str = "optrun", checkpointer=None, on_flush=None,
                  precision: str = "fp32"):
-        self.trainer, self.hooks, self.writer = trainer, list(hooks), writer
+        # controllers first: read-only hooks always measure what the controllers left (stable sort)
+        self.trainer, self.hooks, self.writer = trainer, sorted(hooks, key=lambda h: not h.controller), writer
         self.log_every, self.flush_every = max(int(log_every), 1), max(int(flush_every), 1)
         self.progress, self.desc = progress, desc
         self.checkpointer, self.on_flush = checkpointer, on_flush
@@ -67,11 +69,43 @@ class Engine:
                 **(probes or {})}
 
     def _run_hooks(self, state: TrainState, **event) -> dict:
+        return self._call(state, [h for h in self.hooks if h.due(state.step, **event)], {})
+
+    @staticmethod
+    def _call(state: TrainState, due: list, row: dict) -> dict:
+        """Call the due hooks (controllers come first in `self.hooks`); their metrics, namespaced."""
         out = {}
-        for h in self.hooks:
-            if h.due(state.step, **event):
-                out.update(h(state))
+        for h in due:
+            for k, v in h.publish(h(state)).items():
+                if k in row or k in out:
+                    raise OptrunError(f"hooks.{h.name}: metric '{k}' is also written by another writer "
+                                      "(list it in neither global_metrics, or rename it)")
+                out[k] = v
         return out
+
+    def _setup(self, state: TrainState) -> None:
+        """Hooks' setup, the objective check, and the declared columns (two writers of one name fail here)."""
+        state.trainer = self.trainer
+        if hasattr(self.trainer, "bind"):
+            self.trainer.bind(state)
+        objective = callable(getattr(self.trainer, "objective", None))
+        owners: dict[str, str] = {}
+        columns = getattr(self.trainer, "columns", None)
+        for c in (columns(state) if columns else []):
+            owners[c] = "the trainer"
+        for h in self.hooks:
+            if h.needs_objective and not objective:
+                raise OptrunError(f"hooks={h.name} needs a differentiable objective, and trainer "
+                                  f"{type(self.trainer).__name__} has none (objective(params, batch))")
+            if type(h).columns is Hook.columns:
+                raise OptrunError(f"hooks.{h.name}: {type(h).__name__} must declare the metrics it logs in "
+                                  "columns(state) (metrics.csv has a fixed header)")
+            h.setup(state)
+            for c in map(h.column, h.columns(state)):
+                if c in owners:
+                    raise OptrunError(f"hooks.{h.name}: metric '{c}' is also written by {owners[c]}")
+                owners[c] = f"hooks.{h.name}"
+        self.writer.declare(owners)
 
     def _flush(self, bar) -> int | None:
         """Write pending rows; return the step of the first non-finite loss among them, if any."""
@@ -85,8 +119,8 @@ class Engine:
         if self.on_flush is not None:
             self.on_flush()
         if bar is not None and last is not None:
-            bar.set_postfix({k: f"{last[k]:.4g}" for k in ("loss", "train_acc", "acc_task1") if k in last},
-                            refresh=False)
+            bar.set_postfix({k.split("/")[-1]: f"{last[k]:.4g}" for k in ("loss", "train_acc", "continual_eval/acc_task1")
+                             if k in last}, refresh=False)
         return step
 
     def run(self, state: TrainState, resume: dict | None = None) -> Outcome:
@@ -95,13 +129,12 @@ class Engine:
         phases = self.trainer.phases(state)
         state.total_steps = sum(p.steps for p in phases)
         state.task = phases[0].task if phases else None
-        for h in self.hooks:
-            h.setup(state)
+        self._setup(state)
         start_phase = start_step = 0
         if resume is not None:
             start_phase, start_step = resume["engine"]["phase_index"], resume["engine"]["phase_step"]
             t0 -= resume["engine"]["elapsed"]
-            self.writer.restore(resume["engine"]["metrics_rows"], resume["engine"]["columns"])
+            self.writer.restore(resume["engine"]["writer"])
         else:
             start = self._run_hooks(state, start=True)
             if start:
@@ -150,9 +183,7 @@ class Engine:
                         # an early stop (a solver converged) ends the run here: the end-of-run probes
                         # measure now, after this step (before_step only ran for the hooks due anyway)
                         due = [h for h in self.hooks if h in due or h.due(state.step, phase_end=True, end=True)]
-                    probes = {}
-                    for h in due:
-                        probes.update(h(state))
+                    probes = self._call(state, due, metrics) if due else {}
                     state.phase_end = False
                     if probes or state.step % self.log_every == 0 or last_of_phase or state.stop:
                         self.writer.add(self._row(state, t0, metrics, probes))
@@ -179,16 +210,17 @@ class Engine:
                 ckpt.restore_signal_handlers()
 
     def _components(self, state: TrainState) -> dict:
-        """Everything with a state_dict whose state a resume must restore."""
-        parts = {"model": state.model, "optimizer": state.optimizer, "scheduler": state.scheduler,
-                 "trainer": self.trainer}
-        parts.update({f"hook{i}": h for i, h in enumerate(self.hooks)})
+        """Everything with a state_dict whose state a resume must restore: every named module,
+        optimizer and scheduler, the trainer and each hook."""
+        parts = {f"{kind}:{name}": part for kind, coll in (("module", state.modules), ("optimizer", state.optimizers),
+                                                          ("scheduler", state.schedulers)) for name, part in coll.items()}
+        parts["trainer"] = self.trainer
+        parts.update({f"hook:{h.name}": h for h in self.hooks})
         return {k: v for k, v in parts.items() if v is not None and hasattr(v, "state_dict")}
 
     def _snapshot(self, state: TrainState, phase_index: int, phase_step: int, elapsed: float) -> dict:
         return {"engine": {"phase_index": phase_index, "phase_step": phase_step, "step": state.step,
-                           "task": state.task, "elapsed": elapsed, "metrics_rows": len(self.writer.written),
-                           "columns": list(self.writer.columns)},
+                           "task": state.task, "elapsed": elapsed, "writer": self.writer.state()},
                 "state": {k: v.state_dict() for k, v in self._components(state).items()},
                 "generators": {k: g.get_state() for k, g in state.generators.items()}}
 
@@ -197,9 +229,10 @@ class Engine:
 
         for k, part in self._components(state).items():
             sd = payload["state"][k]
-            part.load_state_dict(sd if k in ("model", "optimizer", "scheduler") else move_to(sd, state.device))
+            part.load_state_dict(sd if k.split(":")[0] in ("module", "optimizer", "scheduler") else move_to(sd, state.device))
         for k, g in state.generators.items():
-            g.set_state(payload["generators"][k])
+            if k in payload["generators"]:  # a stream first used after the checkpoint starts fresh, as it did
+                g.set_state(payload["generators"][k])
         set_rng_states(payload["rng"])
         state.step, state.task = payload["engine"]["step"], payload["engine"]["task"]
 

@@ -1,7 +1,7 @@
 """The run directory: `config.yaml`, `metrics.csv`, `status.json`, `summary.json`, figures.
 
 Writes of JSON/YAML files are atomic (temp file, fsync, rename) so a killed run never leaves half
-a file; `metrics.csv` is appended in buffered chunks with a fixed header (a new column rewrites it).
+a file; `metrics.csv` is appended in buffered chunks with a fixed header (never rewritten).
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -103,6 +104,7 @@ class RunDir:
         """Remove the previous run's outputs and checkpoint (for `force=true` / `restart=true`)."""
         for f in (self.metrics, self.status_file, self.summary_file, self.checkpoint, *self.path.glob("*.png")):
             f.unlink(missing_ok=True)
+        shutil.rmtree(self.path / "arrays", ignore_errors=True)
 
     # -- one live process per run directory -------------------------------------------------
     @staticmethod
@@ -223,19 +225,37 @@ class PercentEqual(Deferred):
 
 
 class MetricsWriter:
-    """Buffered CSV rows with columns `step, task, time_s, <metrics...>` in first-seen order."""
+    """`metrics.csv`, append-only: columns `step, task, time_s`, then the columns the trainer and hooks
+    declare at setup (`declare`), then any others seen before the first flush. A column that first
+    appears after the header is written is an error naming it (declare it in `columns(state)`): the
+    file is never rewritten. Array values go to the `ArrayStore` under `arrays/`. Memory holds the
+    pending rows and the last value per column, not the run."""
 
     LEAD = ("step", "task", "time_s")
 
     def __init__(self, path: Path):
+        from runner.arrays import ArrayStore
+
         self.path = Path(path)
         self.columns: list[str] = list(self.LEAD)
         self.pending: list[dict] = []
         self._resolved = 0  # how many pending rows hold only Python values already
-        self.written: list[dict] = []  # kept to rewrite the file if a new column appears
         self.header_written = False
+        self.rows_written = 0
+        self.last: dict = {}  # column -> last finite value written (summary.json's final metrics)
+        self.arrays = ArrayStore(self.path.parent / "arrays")
+
+    def declare(self, columns) -> None:
+        """Fix columns before the header is written (the trainer's and every hook's, at setup)."""
+        known = set(self.columns)
+        self.columns.extend(c for c in dict.fromkeys(columns) if c not in known)
 
     def add(self, row: dict) -> None:
+        from runner.arrays import is_array
+
+        arrays = [k for k, v in row.items() if is_array(v)]
+        for k in arrays:
+            self.arrays.add(k, row["step"], row.pop(k))
         self.pending.append(row)
 
     def resolve_pending(self) -> list[dict]:
@@ -263,38 +283,41 @@ class MetricsWriter:
 
     def flush(self) -> None:
         rows = self.resolve_pending()
+        self.arrays.flush()
         if not rows:
             return
         known = set(self.columns)
-        new_cols = [k for r in rows for k in r if k not in known]
-        for k in dict.fromkeys(new_cols):
-            self.columns.append(k)
+        new_cols = list(dict.fromkeys(k for r in rows for k in r if k not in known))
         if new_cols and self.header_written:
-            self._rewrite(self.written + rows)
-        else:
-            with open(self.path, "a" if self.header_written else "w", newline="") as f:
-                w = csv.writer(f)
-                if not self.header_written:
-                    w.writerow(self.columns)
-                for r in rows:
-                    w.writerow([_fmt(r.get(c)) for c in self.columns])
-        self.header_written = True
-        self.written.extend(rows)
-        self.pending, self._resolved = [], 0
-
-    def _rewrite(self, rows: list[dict]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        with open(tmp, "w", newline="") as f:
+            first = next(r["step"] for r in rows if any(k in r for k in new_cols))
+            raise OptrunError(f"{self.path}: metric '{new_cols[0]}' first appeared at step {first}, after the "
+                              "header was written; the trainer or hook that logs it must declare it in columns(state)")
+        self.columns.extend(new_cols)
+        with open(self.path, "a" if self.header_written else "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(self.columns)
+            if not self.header_written:
+                w.writerow(self.columns)
             for r in rows:
                 w.writerow([_fmt(r.get(c)) for c in self.columns])
-        os.replace(tmp, self.path)
+        self.header_written = True
+        self.rows_written += len(rows)
+        for r in rows:
+            self._remember(r)
+        self.pending, self._resolved = [], 0
 
-    def restore(self, n_rows: int, columns: list[str]) -> None:
-        """Resume: keep the header and the first `n_rows` rows of metrics.csv (those a checkpoint
-        covers), drop any rows logged after it, and reload them so later rewrites are identical.
-        Columns first logged after the checkpoint (the header only ever grows) are dropped too."""
+    def _remember(self, row: dict) -> None:
+        for k, v in row.items():
+            if k not in self.LEAD and v is not None and not (isinstance(v, float) and math.isnan(v)):
+                self.last[k] = v
+
+    def state(self) -> dict:
+        """What a checkpoint records to resume this file (call right after a flush)."""
+        return {"metrics_rows": self.rows_written, "columns": list(self.columns), "arrays": self.arrays.state()}
+
+    def restore(self, sd: dict) -> None:
+        """Resume: keep the header and the first `metrics_rows` rows of metrics.csv (those a checkpoint
+        covers) and the array chunks it covers; drop whatever was logged after it."""
+        n_rows, columns = sd["metrics_rows"], sd["columns"]
         try:
             with open(self.path, newline="") as f:
                 reader = csv.reader(f)
@@ -303,20 +326,21 @@ class MetricsWriter:
         except (OSError, StopIteration) as e:
             raise OptrunError(f"cannot resume: {self.path} is missing or empty ({type(e).__name__}); "
                               "rerun with restart=true to start from scratch") from None
-        if header[:len(columns)] != list(columns) or len(rows) < n_rows:
+        if header != list(columns) or len(rows) < n_rows:
             raise OptrunError(f"cannot resume: {self.path} does not match its checkpoint "
                               f"({len(rows)} of {n_rows} rows); rerun with restart=true to start from scratch")
-        self.columns = list(columns)
-        self.written = [{c: _parse(v) for c, v in zip(columns, r) if v != ""} for r in rows]
-        self.header_written = True
-        self.pending, self._resolved = [], 0
-        self._rewrite(self.written)
+        self.columns, self.header_written, self.rows_written = list(columns), True, n_rows
+        self.pending, self._resolved, self.last = [], 0, {}
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        with open(tmp, "w", newline="") as f:  # the covered rows only (resume is rare; the run never rewrites)
+            w = csv.writer(f)
+            w.writerow(columns)
+            w.writerows(rows)
+        os.replace(tmp, self.path)
+        for r in rows:
+            self._remember({c: _parse(v) for c, v in zip(columns, r) if v != ""})
+        self.arrays.restore(sd.get("arrays") or {})
 
     def last_values(self) -> dict:
         """The last logged value of every metric column (what summary.json reports as final)."""
-        out = {}
-        for r in self.written:
-            for k, v in r.items():
-                if k not in self.LEAD and v is not None and not (isinstance(v, float) and math.isnan(v)):
-                    out[k] = v
-        return out
+        return dict(self.last)

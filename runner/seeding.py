@@ -1,6 +1,9 @@
-"""One `seed` drives everything; each consumer (data, init, batching, probes) gets its own stream.
-
-Separate generators mean that adding a probe never shifts the batches the trainer draws.
+"""One `seed` drives everything; each consumer gets its own stream, a generator seeded from
+(seed, name) alone: `data`, `init` (`init.<component>` for named components), `batch`, `replay`,
+`solver` (made by `dispatch.build`), `hook.<name>` for each hook, `trainer.<part>` for a trainer's
+own draws (`TrainState.stream`), and optimizers' own (`langevin`), data sources' (`layers` of the
+progressive trainer). Separate generators mean that adding or removing a probe shifts neither the
+batches the trainer draws nor any other probe's numbers.
 """
 import hashlib
 import random
@@ -8,7 +11,7 @@ import random
 import numpy as np
 import torch
 
-STREAMS = ("data", "init", "batch", "probe", "replay", "solver")
+STREAMS = ("data", "init", "batch", "replay", "solver")  # made at build; any other name: TrainState.stream
 
 
 def stream_seed(seed: int, stream: str) -> int:

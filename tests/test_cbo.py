@@ -65,6 +65,7 @@ def test_state_round_trip_reproduces_the_trajectory(make, solver_state):
 
 def test_short_sweep_logs_snapshots_and_evaluates_claims(make_cfg, tmp_path):
     from experiments.cbo.claims import cross_run_claims
+    from runner.arrays import run_array
     from runner.dispatch import execute
     from runner.report.runs import load_runs
 
@@ -76,7 +77,10 @@ def test_short_sweep_logs_snapshots_and_evaluates_claims(make_cfg, tmp_path):
         assert summary["status"] == "completed" and 0 <= summary["metrics"]["success_rate"] <= 100
     runs, _ = load_runs(tmp_path)
     cbo = next(r for r in runs if r.cfg["algorithm"]["name"] == "cbo")
-    assert {"run00_x1", "run05_x2", "f_evals", "spread", "dist_median"} <= set(cbo.metrics.columns)
+    assert {"f_evals", "spread", "dist_median"} <= set(cbo.metrics.columns)
+    assert not any(c.startswith("run") for c in cbo.metrics.columns)  # positions are an array metric
+    steps, points = run_array(cbo.metrics, "positions")
+    assert steps.tolist() == [10, 20, 30, 40] and points.shape == (4, 6, 2)  # every snapshot_every=10 steps
     assert cbo.metrics.f_evals.iloc[-1] == 40 * 200
     assert [c["name"][:2] for c in cbo.summary["claims"]] == ["C1"]
     rows = cross_run_claims(runs)

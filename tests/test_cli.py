@@ -35,10 +35,11 @@ def test_cli_run_writes_the_documented_files(smoke_results):
     assert {"config.yaml", "metrics.csv", "status.json", "summary.json", "accuracy.png"} <= \
         {p.name for p in run_dir.iterdir()}
     df = pd.read_csv(run_dir / "metrics.csv")
-    assert [f"acc_task{k}" for k in range(1, 6)] == [c for c in df.columns if c.startswith("acc_task")]
+    ce = "continual_eval/"
+    assert [f"{ce}acc_task{k}" for k in range(1, 6)] == [c for c in df.columns if c.startswith(f"{ce}acc_task")]
     assert len(df) == 101
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert {"acc", "min_acc", "wc_acc", "wf10", "wp10"} <= set(summary["metrics"])
+    assert {ce + k for k in ("acc", "min_acc", "wc_acc", "wf10", "wp10")} <= set(summary["metrics"])
 
 
 def test_rerun_of_completed_run_does_nothing(smoke_results):

@@ -26,7 +26,7 @@ def test_curl_flip_counts_and_speedup_claim():
         cfg = {"experiment_id": "curl_descent", "seed": seed, "optimizer": {"flipped": flips},
                "study": study, "arm": {(0, 0): "gd", (0, 1): "curl"}[tuple(flips)],
                "dataset": {"d_in": 100}, "model": {"hidden": 10, "activation": "tanh"}}
-        return _run(cfg, pd.DataFrame({"step": [0, 1000], "test_loss": [1.0, value]}))
+        return _run(cfg, pd.DataFrame({"step": [0, 1000], curl.TEST: [1.0, value]}))
 
     runs = [run(0, [0, 0], 1e-3), run(0, [0, 1], 2e-4), run(1, [0, 0], 1e-3), run(1, [0, 1], 4e-4),
             run(2, [0, 0], 1e-3), run(2, [0, 1], 9e-4)]
@@ -43,9 +43,10 @@ def test_curl_descent_short_run_logs_the_curl_share(make_cfg, tmp_path):
                    "optimizer.flipped=[1,0]", "device=cpu")
     summary = execute(cfg, tmp_path / "run")
     df = pd.read_csv(tmp_path / "run" / "metrics.csv")
-    assert {"loss", "test_loss", "update_cosine", "weight_norm1", "weight_norm2"} <= set(df.columns)
-    assert df.weight_norm1.dropna().std() < 1e-5  # rescaled to the initial norm after every update
-    assert df.update_cosine.dropna().abs().max() <= 1 + 1e-6
+    stats = {f"optimizer_stats/{k}" for k in ("update_cosine", "weight_norm1", "weight_norm2")}
+    assert {"loss", "test_eval/test_loss"} | stats <= set(df.columns)
+    assert df["optimizer_stats/weight_norm1"].dropna().std() < 1e-5  # rescaled to the initial norm after every update
+    assert df["optimizer_stats/update_cosine"].dropna().abs().max() <= 1 + 1e-6
     assert [c["name"][:2] for c in summary["claims"]] == ["C1"]
 
 

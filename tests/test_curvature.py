@@ -115,7 +115,7 @@ def test_trace_and_frobenius_within_5_percent_with_covering_standard_errors(prob
     for seed in range(8):
         hook.generator = torch.Generator().manual_seed(seed)
         hook.v_prev = None
-        m = hook.measure(model, x, y)
+        m = hook.measure(model, x, y, CE)
         assert abs(m["trace"] - tr) / tr < 0.05, (m["trace"], tr)
         assert abs(m["frobenius"] - fro) / fro < 0.05, (m["frobenius"], fro)
         assert abs(m["lambda_max"] - float(ev[-1])) / float(ev[-1]) <= 1e-3
@@ -161,13 +161,13 @@ def test_warm_start_needs_fewer_products():
     model, x, y = _trained(_mlp, steps=100)
     hook = Sharpness(every=1, estimator="none")
     hook.generator = torch.Generator().manual_seed(0)
-    cold = hook.measure(model, x, y)["lanczos_hvps"]
+    cold = hook.measure(model, x, y, CE)["lanczos_hvps"]
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     for _ in range(3):  # a few more training steps: the top eigenvector moves a little
         opt.zero_grad()
         CE(model(x), y).backward()
         opt.step()
-    warm = hook.measure(model, x, y)["lanczos_hvps"]
+    warm = hook.measure(model, x, y, CE)["lanczos_hvps"]
     assert warm <= 8 and warm < cold, (warm, cold)
 
 
@@ -197,9 +197,9 @@ def test_cuda_matches_cpu():
     model, x, y = _trained(_mlp, dtype=torch.float32, steps=50)
     hook = Sharpness(every=1)
     hook.generator = torch.Generator().manual_seed(0)
-    cpu = hook.measure(model, x, y)
+    cpu = hook.measure(model, x, y, CE)
     hook_gpu = Sharpness(every=1)
     hook_gpu.generator = torch.Generator(device="cuda").manual_seed(0)
-    gpu = hook_gpu.measure(_cast(model, torch.float32).cuda(), x.cuda(), y.cuda())
+    gpu = hook_gpu.measure(_cast(model, torch.float32).cuda(), x.cuda(), y.cuda(), CE)
     assert abs(gpu["lambda_max"] - cpu["lambda_max"]) / cpu["lambda_max"] < 1e-3
     assert abs(gpu["trace"] - cpu["trace"]) / cpu["trace"] < 0.1

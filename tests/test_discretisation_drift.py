@@ -99,10 +99,11 @@ def test_short_runs_log_what_the_claims_read(make_cfg, tmp_path):
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "dal" / "metrics.csv")
-    assert {"eff_lr", "grad_norm", "hg_norm", "lambda_max", "gd_ratio", "test_acc", "train_acc"} <= set(df.columns)
-    assert df.eff_lr.dropna().le(5.0).all() and s["status"] == "completed"
-    probed = df.dropna(subset=["lr", "eff_lr"])  # DAL writes the step it took into its lr
-    assert len(probed) and (probed.lr == probed.eff_lr).all()
+    assert {"optimizer_stats/eff_lr", "optimizer_stats/grad_norm", "optimizer_stats/hg_norm", "sharpness/lambda_max",
+            "sharpness/gd_ratio", "test_eval/test_acc", "train_acc"} <= set(df.columns)
+    assert df["optimizer_stats/eff_lr"].dropna().le(5.0).all() and s["status"] == "completed"
+    probed = df.dropna(subset=["sharpness/lr", "optimizer_stats/eff_lr"])  # DAL writes the step it took into its lr
+    assert len(probed) and (probed["sharpness/lr"] == probed["optimizer_stats/eff_lr"]).all()
     s = execute(make_cfg("experiment=discretisation_drift", "study=flows", "arm=quadratic", "trainer=flow_check",
                          "hooks=[]", "trainer.h=2.2", "trainer.steps=10", "device=cpu"), tmp_path / "f")
     claims = {c["name"][:3]: c for c in s["claims"]}
@@ -126,7 +127,8 @@ def test_paper_scale_is_full_batch_gd_on_cifar10_and_the_claims_select_by_arm(ma
 
     def run(arm, lr, losses, acc):
         c = {"study": "fixed_vs_dal", "arm": arm, "seed": 0, "optimizer": {"lr": lr, "p": 1}}
-        m = pd.DataFrame({"step": range(len(losses)), "loss": losses, "test_acc": acc, "eff_lr": lr})
+        m = pd.DataFrame({"step": range(len(losses)), "loss": losses, "test_eval/test_acc": acc,
+                          "optimizer_stats/eff_lr": lr})
         return SimpleNamespace(cfg=c, metrics=m, status={"status": "completed"}, arm=arm,
                                is_in=lambda study=None, arms=None: in_study(c, study, arms))
 

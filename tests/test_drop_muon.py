@@ -134,7 +134,9 @@ def test_claims_from_a_tiny_sweep(make_cfg, tmp_path):
                 tmp_path / s)
     runs, _ = load_runs(tmp_path)
     df = next(r for r in runs if r.cfg["trainer"]["sampling"] == "uniform").metrics
-    assert {"start_layer", "layers_updated", "layer_backward", "train_time_s", "test_acc", "update_norm_1"} <= set(df)
+    assert {"start_layer", "layers_updated", "layer_backward", "train_time_s", dm_claims.TEST_ACC,
+            "update_norms/update_norm_1"} <= set(df)
+    assert dm_claims.norm_cols(df) == [f"update_norms/update_norm_{i}" for i in range(1, 5)]
     assert df.layer_backward.iloc[-1] == df.layers_updated.sum()  # log_every=5, update_norms every step: all rows
     assert dm_claims.frozen_update_max(df, {}) == 0.0
     rows = {r["name"]: r for r in dm_claims.cross_run_claims(runs)}

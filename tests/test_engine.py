@@ -45,11 +45,12 @@ def test_run_directory_files_and_continual_columns(make_cfg, tmp_path):
     assert list(df.columns[:3]) == ["step", "task", "time_s"]
     assert df.step.tolist() == list(range(0, 5 * 15 + 1))  # before the first update, then every iteration
     for k in range(1, 6):
-        col = df[f"acc_task{k}"]
+        col = df[f"continual_eval/acc_task{k}"]
         first_seen = (k - 1) * 15 + 1 if k > 1 else 0
         assert col[df.step >= first_seen].notna().all() and col[df.step < first_seen].isna().all()
     s = json.loads((run / "summary.json").read_text())
-    assert s["status"] == "completed" and {"acc", "min_acc", "wc_acc", "wf10", "wp10"} <= set(s["metrics"])
+    assert s["status"] == "completed" and {f"continual_eval/{k}" for k in ("acc", "min_acc", "wc_acc", "wf10", "wp10")} \
+        <= set(s["metrics"])
     assert s["claims"] and {"name", "kind", "paper", "measured", "criterion", "passed"} <= set(s["claims"][0])
     assert (s["study"], s["arm"]) == ("split_digits", "er")
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
@@ -111,9 +112,12 @@ def test_end_hooks_run_after_an_early_stop(make_cfg, tmp_path, one_thread):
             super().__init__(every=0, at_phase_end=False, at_end=True)
             self.calls = []
 
+        def columns(self, state):
+            return ["at"]
+
         def __call__(self, state):
             self.calls.append(state.step)
-            return {"end_probe": float(state.step)}
+            return {"at": float(state.step)}
 
     cfg = make_cfg("experiment=sinkhorn_newton", "algorithm=sns", "device=cpu", "trainer.max_iters=5000")
     state, trainer, hooks = build(cfg)
@@ -122,7 +126,7 @@ def test_end_hooks_run_after_an_early_stop(make_cfg, tmp_path, one_thread):
     assert out.status == "completed" and out.step < 5000  # converged early
     assert probe.calls == [out.step]
     df = pd.read_csv(tmp_path / "m.csv")
-    assert df.end_probe.dropna().tolist() == [float(out.step)] and df.step.iloc[-1] == out.step
+    assert df["end_probe/at"].dropna().tolist() == [float(out.step)] and df.step.iloc[-1] == out.step
 
 
 def test_a_figure_that_cannot_be_drawn_loses_no_run(make_cfg, tmp_path, capsys):

@@ -75,15 +75,21 @@ def tiny_runs(tmp_path_factory):
 def test_tiny_runs_log_what_claims_and_figures_read(tiny_runs):
     root, runs = tiny_runs
     spike = runs["spike"].metrics
-    assert {"tau", "rho_a", "r", "r_raw", "scale", "delta_a", "lr", "test_acc"} <= set(spike.columns)
-    assert spike["r"].max() <= 1 + 1e-6 and spike["lr"].iloc[-1] == pytest.approx(10.0)
+    assert {f"radius/{c}" for c in ("tau", "rho_a", "r", "r_raw", "scale", "delta_a", "lr")} <= set(spike.columns)
+    assert claims.TEST_ACC in spike.columns
+    assert spike[claims.R].max() <= 1 + 1e-6 and spike["radius/lr"].iloc[-1] == pytest.approx(10.0)
     for name, run in runs.items():
         assert run.status["status"] == "completed"
         assert not [c for c in run.summary["claims"] if "error" in c], name
         assert (run.path / ("spike.png" if name == "spike" else "sweep.png")).exists()
     sweep = runs["rsweep"].metrics
-    assert len(claims.curve(sweep, "ratio_descent")) == 7
-    assert {"onset_descent", "tau_onset_descent", "rho_random", "ratio_randmax_r1"} <= set(sweep.columns)
+    descent = claims.curve(sweep, "ratio_descent")
+    assert len(descent) == 7 and descent.index[0] == pytest.approx(0.1) and descent.index[-1] == pytest.approx(10.0)
+    assert len(claims.curve(sweep, "ratio_randmax")) == 7
+    assert {f"step_sweep/{c}" for c in ("onset_descent", "tau_onset_descent", "rho_random")} <= set(sweep.columns)
+    assert not [c for c in sweep.columns if c.startswith("step_sweep/ratio_")]  # curves are arrays, not columns
+    with pytest.raises(KeyError):  # a direction the temperature sweep does not take
+        claims.curve(runs["temperature"].metrics, "ratio_random")
     assert [c["name"][:2] for c in runs["rsweep"].summary["claims"]] == ["R1", "R2", "R3"]
     assert [c["name"][:2] for c in runs["spike"].summary["claims"]] == ["S1", "S4"]
     figures = plots.plot_report(list(runs.values()), root)
@@ -92,8 +98,8 @@ def test_tiny_runs_log_what_claims_and_figures_read(tiny_runs):
 
 
 def _temperature_run(T, seed, onset_r, rho):
-    metrics = pd.DataFrame({"step": [0, 1], "onset_descent": [math.nan, onset_r],
-                            "tau_onset_descent": [math.nan, onset_r * rho]})
+    metrics = pd.DataFrame({"step": [0, 1], "step_sweep/onset_descent": [math.nan, onset_r],
+                            "step_sweep/tau_onset_descent": [math.nan, onset_r * rho]})
     cfg = {"part": "temperature", "study": "temperature", "arm": "mlp_gelu", "seed": seed,
            "trainer": {"temperature": T}}
     return Run(path=None, cfg=cfg, status={"status": "completed"}, summary={}, metrics=metrics)

@@ -12,8 +12,9 @@ def test_langevin_swa_short_run_logs_overlaps(make_cfg, tmp_path):
                    "hooks.iterate_average.report_every=100", "dataset.n_train=500", "device=cpu")
     summary = execute(cfg, tmp_path / "run")
     df = pd.read_csv(tmp_path / "run" / "metrics.csv")
-    assert df.step.iloc[-1] == 400 and {"overlap_last", "overlap_avg", "overlap_second"} <= set(df.columns)
-    assert df.overlap_avg.dropna().between(0, 1).all()
+    overlaps = {f"iterate_average/overlap_{k}" for k in ("last", "avg", "second")}
+    assert df.step.iloc[-1] == 400 and overlaps <= set(df.columns)
+    assert df["iterate_average/overlap_avg"].dropna().between(0, 1).all()
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "completed"
     assert [c["name"][:2] for c in summary["claims"]] == ["L1", "L2"]
 

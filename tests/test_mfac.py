@@ -129,12 +129,13 @@ def test_prune_hook_and_claims_end_to_end(make_cfg, tmp_path):
     assert len(runs) == 4 and not skipped
     pr = next(r for r in runs if r.study == "pruning")
     cols = set(pr.metrics.columns)
-    assert {f"prune_acc_{m}_{s}" for m in ("magnitude", "fisher", "mfac") for s in (50, 70, 80, 90)} <= cols
+    assert {f"prune/prune_acc_{m}_{s}" for m in ("magnitude", "fisher", "mfac") for s in (50, 70, 80, 90)} <= cols
+    assert mfac_claims.TEST_ACC in cols and f"{mfac_claims.PRUNE}prune_acc_dense" in cols
     assert {c["name"] for c in pr.summary["claims"]} == {"OBS-M-FAC vs magnitude @80%",
                                                          "OBS-M-FAC vs diag. Fisher @80%"}
     assert not any(r.summary["claims"] for r in runs if r.study == "optimizer")
     mf = next(r for r in runs if r.arm == "mfac")
-    assert {"ihvp_ms", "cos_dir_grad"} <= set(mf.metrics.columns)
+    assert {"optimizer_stats/ihvp_ms", "optimizer_stats/cos_dir_grad"} <= set(mf.metrics.columns)
     rows = {r["name"]: r for r in mfac_claims.cross_run_claims(runs)}
     assert set(rows) == {"M-FAC optimizer vs tuned adam", "M-FAC optimizer vs tuned sgd"}
     assert all(r["n"] == 1 and r["kind"] == "headline" for r in rows.values())

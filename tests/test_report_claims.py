@@ -139,8 +139,9 @@ def _continual_metrics(n_tasks=5, iters=20, gap=0.0) -> pd.DataFrame:
             acc = 100.0
             if k == 1 and task > 1 and (step - 1) % iters < 5:
                 acc -= gap
-            row[f"acc_task{k}"] = acc
-        row.update(min_acc=100 - gap, wc_acc=100 - gap / 2, acc=100.0, wf10=gap)
+            row[f"continual_eval/acc_task{k}"] = acc
+        row.update({f"continual_eval/{k}": v for k, v in
+                    dict(min_acc=100 - gap, wc_acc=100 - gap / 2, acc=100.0, wf10=gap).items()})
         rows.append(row)
     return pd.DataFrame(rows)
 

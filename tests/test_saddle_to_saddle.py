@@ -23,9 +23,9 @@ def _staircase(levels=(4.0, 1.4, 0.5, 0.1), width=300, every=10):
         frac = 1 / (1 + np.exp(-(t - (k + 1) * width + 30) / 5)) if k < len(levels) else 1.0
         loss[i] = np.exp((1 - frac) * np.log(targets[k]) + frac * np.log(targets[k + 1])) if k < len(levels) else 1e-6
         rank[i] = k
-    df = pd.DataFrame({"step": steps, "loss": loss, "rank": rank})
+    df = pd.DataFrame({"step": steps, "loss": loss, "complexity/rank": rank})
     for i in range(len(levels)):
-        df[f"mode{i + 1}"] = (df.step >= (i + 1) * width).astype(float)
+        df[f"complexity/mode{i + 1}"] = (df.step >= (i + 1) * width).astype(float)
     return df
 
 
@@ -35,12 +35,13 @@ def test_plateau_detector_and_staircase_claims_on_a_known_curve():
     assert len(p) == 4 and [q["complexity"] for q in p] == [0, 1, 2, 3]
     assert s2s.drop_increments(df) == 0 and s2s.bad_steps(df) == 0 and s2s.order_inversions(df) == 0
     assert s2s.rank_times(df) == [300, 600, 900, 1200]
-    smooth = pd.DataFrame({"step": np.arange(0, 1000, 10), "loss": np.exp(-np.arange(100) / 8.0), "rank": 4})
+    smooth = pd.DataFrame({"step": np.arange(0, 1000, 10), "loss": np.exp(-np.arange(100) / 8.0),
+                           "complexity/rank": 4})
     assert s2s.n_plateaus(smooth) == 0
     jumpy = df.copy()
-    jumpy.loc[jumpy.step >= 600, "rank"] += 1  # two units learned in one drop
+    jumpy.loc[jumpy.step >= 600, "complexity/rank"] += 1  # two units learned in one drop
     assert s2s.drop_increments(jumpy) == 1 and s2s.bad_steps(jumpy) == 1
-    swapped = df.rename(columns={"mode1": "mode2", "mode2": "mode1"})
+    swapped = df.rename(columns={"complexity/mode1": "complexity/mode2", "complexity/mode2": "complexity/mode1"})
     assert s2s.order_inversions(swapped) == 1
 
 
@@ -74,7 +75,7 @@ def test_saddle_to_saddle_short_run_passes_its_staircase_claims(make_cfg, tmp_pa
     assert set(claims) == {"S1", "S2", "S3", "S4"}, claims
     assert all(c["passed"] for c in claims.values()), claims
     df = pd.read_csv(tmp_path / "run" / "metrics.csv")
-    assert {"rank", "sv1", "mode4", "grad_norm", "unit_norm1"} <= set(df.columns)
+    assert {f"complexity/{k}" for k in ("rank", "sv1", "mode4", "grad_norm", "unit_norm1")} <= set(df.columns)
     assert (tmp_path / "run" / "dynamics.png").exists()
 
 

@@ -1,7 +1,6 @@
 """sgd_stability: the sharpness hook in training, its models and data, claims and figures."""
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -17,7 +16,8 @@ from runner.hooks.sharpness import Sharpness, sgd_noise_weight
 from runner.models.diagonal import DiagonalLinear
 from runner.models.two_layer_relu import TwoLayerReLU
 from runner.results import MetricsWriter
-from runner.trainers.supervised import loss_fn
+from runner.trainers.base import TrainState
+from runner.trainers.supervised import SupervisedTrainer, loss_fn
 
 DLN = ["experiment=sgd_stability", "device=cpu", "trainer.steps=60", "schedule.total_iters=20",
        "hooks.sharpness.every=20", "hooks.evaluate.every=20"]
@@ -49,23 +49,25 @@ def test_sharpness_hook_does_not_change_training(make_cfg, tmp_path, overrides):
     without, _ = _train(make_cfg(*overrides, "hooks=[]"), tmp_path, "b")
     a, b = with_hook.model.state_dict(), without.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert df.lambda_max.notna().sum() == 4  # steps 0, 10, 20, 30
+    assert df["sharpness/lambda_max"].notna().sum() == 4  # steps 0, 10, 20, 30
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in with_hook.model.parameters())
 
 
 def test_hook_logs_thresholds_from_the_optimizer(make_cfg, tmp_path):
     state, df = _train(make_cfg(*DLN), tmp_path, "m")
-    rows = df.dropna(subset=["lambda_max"])
+    rows = df.dropna(subset=["sharpness/lambda_max"]).rename(columns=lambda c: c.removeprefix("sharpness/"))
     assert rows.step.tolist() == [0, 20, 40, 60]
-    assert {"trace", "trace_se", "frobenius", "frobenius_se", "lanczos_hvps", "curvature_hvps", "gd_ratio",
-            "trace_ratio", "sgd_ratio", "two_over_lr"} <= set(df.columns)
+    assert {f"sharpness/{c}" for c in ("trace", "trace_se", "frobenius", "frobenius_se", "lanczos_hvps",
+                                       "curvature_hvps", "gd_ratio", "trace_ratio", "sgd_ratio",
+                                       "two_over_lr")} <= set(df.columns)
     lr = 0.02
     assert rows.lr.iloc[-1] == pytest.approx(lr) and rows.lr.iloc[0] == pytest.approx(lr * 0.01)  # warm-up
     assert (rows.two_over_lr * rows.lr).tolist() == pytest.approx([2.0] * 4)
     assert rows.gd_ratio.tolist() == pytest.approx((rows.lr * rows.lambda_max / 2).tolist())
     assert rows.sgd_ratio.tolist() == pytest.approx(rows.trace_ratio.tolist())  # batch size 1
     assert (rows.curvature_hvps == 60).all()
-    assert {"train_loss", "test_loss", "param_norm", "beta_l1", "effective_scale"} <= set(df.columns)
+    assert {f"evaluate/{c}" for c in ("train_loss", "test_loss", "param_norm", "beta_l1",
+                                      "effective_scale")} <= set(df.columns)
 
 
 def test_sgd_noise_weight_and_full_batch():
@@ -75,8 +77,9 @@ def test_sgd_noise_weight_and_full_batch():
 
 def test_log_spaced_schedule_and_bad_options(make_cfg, tmp_path):
     h = Sharpness(every=0, log_points=5, at_start=False)
-    h.setup(SimpleNamespace(model=torch.nn.Linear(2, 1), total_steps=1000, device=torch.device("cpu"),
-                            generators={"probe": torch.Generator().manual_seed(0)}))
+    st = TrainState(model=torch.nn.Linear(2, 1))
+    st.total_steps = 1000
+    h.setup(st)
     assert sorted(h.log_steps) == [1, 6, 32, 178, 1000]
     assert h.due(178) and not h.due(177)
     with pytest.raises(OptrunError, match="hooks.sharpness.estimator"):
@@ -92,7 +95,7 @@ def test_setups_compose(make_cfg):
     for setup, target in (("dln", "diagonal"), ("relu", "two_layer"), ("eos", "mlp")):
         cfg = make_cfg("experiment=sgd_stability", f"sgd_stability={setup}")
         assert cfg.setup == setup and target in cfg.model._target_ and cfg.trainer.loss == "mse"
-        assert cfg.hooks.sharpness.loss == "mse"
+        assert "loss" not in cfg.hooks.sharpness  # the hook measures the trainer's objective (MSE)
     eos = make_cfg("experiment=sgd_stability", "sgd_stability=eos")
     assert eos.schedule is None or "LinearLR" not in str(eos.schedule.get("_target_"))
     paper = make_cfg("experiment=sgd_stability", "scale=paper")
@@ -146,8 +149,8 @@ def test_models_and_data():
 
 def _eos_frame(ratios, losses):
     steps = list(range(0, 20 * len(ratios), 20))
-    return pd.DataFrame({"step": steps, "lambda_max": [r * 2.0 for r in ratios], "two_over_lr": 2.0,
-                         "loss": losses})
+    return pd.DataFrame({"step": steps, "sharpness/lambda_max": [r * 2.0 for r in ratios],
+                         "sharpness/two_over_lr": 2.0, "loss": losses})
 
 
 def test_eos_measures():
@@ -162,8 +165,9 @@ def _run(setup, lr, batch, trace, test, norm, seed=0, status="completed"):
     from runner.report.runs import Run
 
     key = C.NORMS[setup]
-    metrics = pd.DataFrame({"step": [100], "trace": [trace], "trace_se": [0.1], "trace_ratio": [lr * trace / 2],
-                            "test_loss": [test], key: [norm]})
+    metrics = pd.DataFrame({"step": [100], "sharpness/trace": [trace], "sharpness/trace_se": [0.1],
+                            "sharpness/trace_ratio": [lr * trace / 2], "evaluate/test_loss": [test],
+                            f"evaluate/{key}": [norm]})
     cfg = {"setup": setup, "study": setup, "arm": "gd" if batch is None else "sgd", "trainer": {"batch_size": batch},
            "optimizer": {"lr": lr}, "seed": seed, "scale": "smoke"}
     return Run(path=Path(f"/r/{setup}-{lr}-{batch}-{seed}"), cfg=cfg, status={"status": status}, summary={},
@@ -209,11 +213,13 @@ def test_state_dict_resumes_the_same_measurements():
     def state():
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(12, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1))
-        return SimpleNamespace(model=model, data=d, task=None, optimizer=None, device=torch.device("cpu"),
-                               generators={"probe": torch.Generator().manual_seed(5)}, total_steps=10)
+        s = TrainState(data=d, seed=5, model=model, trainer=SupervisedTrainer(steps=10, loss="mse"))
+        s.trainer.bind(s)
+        s.total_steps = 10
+        return s
 
     def hook():
-        return Sharpness(loss="mse", probe_samples=20, probes=6, deflate=5)
+        return Sharpness(probe_samples=20, probes=6, deflate=5)
 
     s1, h1 = state(), hook()
     h1.setup(s1)

@@ -109,7 +109,7 @@ def test_transformer_lm_on_markov_sequences(make_cfg, tmp_path):
     assert isinstance(state.model, TransformerLM) and state.data.x_train.shape[1:] == (8,)
     Engine(trainer, hooks, MetricsWriter(tmp_path / "m.csv"), progress=False).run(state)
     df = pd.read_csv(tmp_path / "m.csv")
-    assert df.excess_loss.notna().sum() >= 3 and df.loss.notna().all() is not None and math.isfinite(df.loss.iloc[-1])
+    assert df["population/excess_loss"].notna().sum() >= 3 and df.loss.notna().all() is not None and math.isfinite(df.loss.iloc[-1])
 
 
 def test_budget_trainer_needs_a_budget_schedule(make_cfg):

@@ -9,7 +9,8 @@ sqrt(dt) xi with central finite-difference gradients (sigma = 0 is plain GD).
 Every method reports the same per-step metrics about its "point" per run (the consensus point, or
 the iterate): f at the point, distance to the minimizer, the fraction of runs within
 `problem.success_radius`, the particle spread and the cumulative number of f evaluations; every
-`snapshot_every` steps also the first two coordinates of each run's point (for the paper's scatter).
+`snapshot_every` steps also the array metric `positions`, the first two coordinates of each run's
+point, shape (runs, 2) (for the paper's scatter; `runner.arrays.run_array(metrics, "positions")`).
 """
 from __future__ import annotations
 
@@ -53,8 +54,7 @@ class RunsOfPoints(Algorithm):
                "spread": self.spread, "f_evals": float(f_evals)}
         if self.snapshot_every and (self.k % self.snapshot_every == 0 or self.k == self.iters):
             second = min(1, problem.d - 1)
-            for r in range(self.runs):
-                out[f"run{r:02d}_x1"], out[f"run{r:02d}_x2"] = float(points[r, 0]), float(points[r, second])
+            out["positions"] = points[:, [0, second]]  # a copy: the array store keeps it until its flush
         return out
 
 

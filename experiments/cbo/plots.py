@@ -9,6 +9,7 @@ import pandas as pd
 from hydra.utils import instantiate
 
 from experiments.cbo.claims import method
+from runner.arrays import array_keys, run_array
 from runner.report.style import figure, save, suptitle
 
 LABELS = {"cbo": "CBO", "consensus_hopping": "consensus hopping", "gd": "gradient descent",
@@ -18,11 +19,13 @@ ORDER = ["cbo", "consensus_hopping", "gd", "langevin"]
 
 
 def _snapshots(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, x1, x2) of every logged run position, one entry per (snapshot, run)."""
-    cols = sorted(c[:-3] for c in df.columns if c.startswith("run") and c.endswith("_x1"))
-    rows = df.dropna(subset=[f"{cols[0]}_x1"]) if cols else df.iloc[:0]
-    steps = np.repeat(rows.step.to_numpy(), len(cols))
-    return steps, rows[[f"{c}_x1" for c in cols]].to_numpy().ravel(), rows[[f"{c}_x2" for c in cols]].to_numpy().ravel()
+    """(steps, x1, x2) of every logged run position (the array metric `positions`), one entry per
+    (snapshot, run); empty when the run logged none (algorithm.snapshot_every=0)."""
+    run_dir = df.attrs.get("run_dir")
+    if run_dir is None or "positions" not in array_keys(run_dir):
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    steps, points = run_array(df, "positions")  # (snapshots, runs, 2)
+    return np.repeat(steps, points.shape[1]), points[..., 0].ravel(), points[..., 1].ravel()
 
 
 def _landscape(ax, cfg: dict, steps, x1, x2, title: str) -> None:

@@ -21,6 +21,7 @@ from runner.claims import Claim
 CONVERGED, STALLED, TAIL = 1e-10, 1e-3, 0.2
 SPEEDUP_STEP, SPEEDUP_RATIO, SPEEDUP_SEEDS = 1000, 0.5, 2
 SPEEDUP_STUDY = "tanh_speedup"  # arms gd (flipped [0, 0]) and curl (flipped [0, 1]), at both scales
+TEST = "test_eval/test_loss"    # the test MSE, as the test_eval hook logs it
 
 
 def flipped_counts(cfg: dict) -> tuple[int, int]:
@@ -34,17 +35,17 @@ def flipped_counts(cfg: dict) -> tuple[int, int]:
 
 
 def final_test(df: pd.DataFrame, cfg=None) -> float:
-    return float(df.test_loss.dropna().iloc[-1])
+    return float(df[TEST].dropna().iloc[-1])
 
 
 def tail_min_test(df: pd.DataFrame, cfg=None) -> float:
     """Smallest test MSE over the last `TAIL` of the run: a stalled run never gets below it."""
-    t = df[["step", "test_loss"]].dropna()
-    return float(t.test_loss[t.step >= (1 - TAIL) * t.step.max()].min())
+    t = df[["step", TEST]].dropna()
+    return float(t[TEST][t.step >= (1 - TAIL) * t.step.max()].min())
 
 
 def test_at(df: pd.DataFrame, step: int) -> float:
-    t = df.set_index("step").test_loss.dropna()
+    t = df.set_index("step")[TEST].dropna()
     return float(t.loc[:step].iloc[-1])
 
 

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
 
-from experiments.curl_descent.claims import flipped_counts, speedup_pairs
+from experiments.curl_descent.claims import TEST, flipped_counts, speedup_pairs
 from runner.report.style import figure, save
+
+COSINE = "optimizer_stats/update_cosine"  # cos(update, -grad L), from the rule-flipped optimizer's stats
 
 
 def _arch(cfg: dict) -> str:
@@ -32,12 +34,12 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     ax, ax2 = axes[0]
     d = df[df.step > 0]
     ax.loglog(d.step, d.loss, lw=1, label="train MSE")
-    t = d[["step", "test_loss"]].dropna()
-    ax.loglog(t.step, t.test_loss, lw=1.2, label="test MSE")
+    t = d[["step", TEST]].dropna()
+    ax.loglog(t.step, t[TEST], lw=1.2, label="test MSE")
     ax.set(xlabel="step", ylabel="MSE", title=f"curl_descent ({cfg.get('scale')}): {_arch(cfg)}, {_label(cfg)}")
     ax.legend()
-    if "update_cosine" in d:
-        ax2.plot(d.step, d.update_cosine, lw=0.6, color="tab:purple")
+    if COSINE in d:
+        ax2.plot(d.step, d[COSINE], lw=0.6, color="tab:purple")
         ax2.axhline(0, color="0.5", lw=0.6)
         ax2.set_xscale("log")
         ax2.set(xlabel="step", ylabel="cos(update, -grad L)", ylim=(-1.05, 1.05),
@@ -48,7 +50,7 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
 def _curves(ax, runs: list, title: str) -> None:
     groups = defaultdict(list)
     for r in runs:
-        groups[_label(r.cfg)].append(r.metrics.set_index("step").test_loss.dropna())
+        groups[_label(r.cfg)].append(r.metrics.set_index("step")[TEST].dropna())
     for i, (label, series) in enumerate(sorted(groups.items(), key=lambda kv: _order(kv[0]))):
         logs = np.log10(pd.concat(series, axis=1).clip(lower=1e-30))
         mean, sd = logs.mean(axis=1), logs.std(axis=1).fillna(0.0)
@@ -66,7 +68,7 @@ def _phase(ax, runs: list) -> None:
         if c["model"]["activation"] != "linear" or flipped_counts(c)[1]:
             continue
         pts.append((c["model"]["hidden"] / c["dataset"]["d_in"], flipped_counts(c)[0] / c["dataset"]["d_in"],
-                    max(float(r.metrics.test_loss.dropna().iloc[-1]), 1e-16)))
+                    max(float(r.metrics[TEST].dropna().iloc[-1]), 1e-16)))
     if not pts:
         return
     x, y, z = np.array(pts).T
@@ -78,7 +80,7 @@ def _phase(ax, runs: list) -> None:
 
 
 def plot_report(runs: list, out_dir: Path) -> list[Path]:
-    done = [r for r in runs if r.status.get("status") == "completed" and "test_loss" in r.metrics]
+    done = [r for r in runs if r.status.get("status") == "completed" and TEST in r.metrics]
     if not done:
         return []
     scale = done[0].cfg.get("scale")

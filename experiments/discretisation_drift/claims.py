@@ -4,8 +4,9 @@ Two kinds of runs share this folder (the studies of `studies.yaml`): `flows`, wi
 `trainer=flow_check` (GD on a quadratic or a toy, with the flows integrated alongside: `err_pf`,
 `err_ngf`, `err_mf`, `h_lambda_max`), and `fixed_vs_dal`, with the default trainer (full-batch GD on
 an MLP at fixed learning rates, arm `fixed_lr`, or with the drift-adjusted learning rate DAL, arms
-`dal_p1` and `dal_p05`: `loss` every step, `test_acc`, DAL's `eff_lr`, and the sharpness hook's
-`lambda_max` and `gd_ratio` = lr * lambda_max / 2, where DAL writes the step it took into its lr).
+`dal_p1` and `dal_p05`: the trainer's `loss` every step, the hooks' `test_eval/test_acc`, DAL's
+`optimizer_stats/eff_lr`, and the sharpness hook's `sharpness/lambda_max` and `sharpness/gd_ratio`
+= lr * lambda_max / 2, where DAL writes the step it took into its lr).
 The thesis gives no numbers we could verify; the criteria are candidate criteria written before any
 prototype had calibrated them (this folder's README.md). D1a, D1b and D3 are smoke-scale claims: the
 paper scale runs no flows, and its (uncalibrated) fixed learning rates are all below D3's lr >= 1.
@@ -52,8 +53,8 @@ def final_ngf_error(df: pd.DataFrame, cfg=None) -> float:
 
 def h_lambda(df: pd.DataFrame) -> pd.DataFrame:
     """(step, h): h * lambda_max with h the step taken. The flow trainer logs it as `h_lambda_max`;
-    for networks it is 2 * the sharpness hook's `gd_ratio`."""
-    h = df.h_lambda_max if "h_lambda_max" in df else 2 * df.gd_ratio
+    for networks it is 2 * the sharpness hook's `sharpness/gd_ratio`."""
+    h = df.h_lambda_max if "h_lambda_max" in df else 2 * df["sharpness/gd_ratio"]
     return pd.DataFrame({"step": df.step, "h": h}).dropna()
 
 
@@ -70,7 +71,7 @@ def increase_fraction(df: pd.DataFrame) -> float:
 
 
 def final_test_acc(df: pd.DataFrame) -> float:
-    return float(df.test_acc.dropna().iloc[-1])
+    return float(df["test_eval/test_acc"].dropna().iloc[-1])
 
 
 big_h = lambda cfg: _quadratic(cfg) and float(cfg["trainer"]["h"]) * max(cfg["trainer"]["eigenvalues"]) >= 1  # noqa: E731
@@ -93,7 +94,7 @@ CLAIMS = [
 
 def _lr_runs(runs: list) -> tuple[list, list]:
     ok = [r for r in runs if r.status.get("status") == "completed" and "loss" in r.metrics]
-    fixed = [r for r in ok if r.is_in(LR, "fixed_lr") and "test_acc" in r.metrics]
+    fixed = [r for r in ok if r.is_in(LR, "fixed_lr") and "test_eval/test_acc" in r.metrics]
     dal1 = [r for r in ok if r.is_in(LR, DAL_P1)]
     return fixed, dal1
 
@@ -116,7 +117,7 @@ def cross_run_claims(runs: list) -> list[dict]:
         same = [f for f in fixed if f.cfg.get("seed") == d.cfg.get("seed")]
         if not same:
             continue
-        mean_lr = float(d.metrics.eff_lr.dropna().mean())
+        mean_lr = float(d.metrics["optimizer_stats/eff_lr"].dropna().mean())
         twin = min(same, key=lambda f: abs(math.log(float(f.cfg["optimizer"]["lr"]) / mean_lr)))
         lr = float(twin.cfg["optimizer"]["lr"])
         if max(lr / mean_lr, mean_lr / lr) <= SIMILAR_LR:

@@ -46,8 +46,8 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
         h = h_lambda(df)
         ax2.plot(h.step, h.h, color="tab:red", label="h lambda_max")
         ax2.axhline(2, color="k", ls="--", lw=0.8, label="2 (stability edge)")
-        if "eff_lr" in d:
-            ax2.plot(d.step, d.eff_lr, color="tab:blue", lw=0.6, alpha=0.7, label="DAL step size")
+        if "optimizer_stats/eff_lr" in d:
+            ax2.plot(d.step, d["optimizer_stats/eff_lr"], color="tab:blue", lw=0.6, alpha=0.7, label="DAL step size")
         ax2.set(xlabel="GD step", ylabel="h lambda_max", title="sharpness times step size")
         ax2.legend(fontsize=7)
     return save(fig, Path(out_dir) / "dynamics.png")
@@ -56,7 +56,7 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
 def plot_report(runs: list, out_dir: Path) -> list[Path]:
     done = [r for r in runs if r.status.get("status") == "completed" and len(r.metrics)]
     flows = [r for r in done if _flows(r.cfg)]
-    nets = sorted([r for r in done if not _flows(r.cfg) and "gd_ratio" in r.metrics],
+    nets = sorted([r for r in done if not _flows(r.cfg) and "sharpness/gd_ratio" in r.metrics],
                   key=lambda r: (_dal(r.cfg), float(r.cfg["optimizer"].get("p", 0)), float(r.cfg["optimizer"]["lr"])))
     if not flows and not nets:
         return []
@@ -87,7 +87,7 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
         twin.plot(lrs, [increase_fraction(r.metrics) for r in fixed], "s--", color="tab:purple",
                   label="fixed lr: fraction of loss increases")
         for r in (r for r in nets if _dal(r.cfg)):
-            lr = float(r.metrics.eff_lr.dropna().mean())
+            lr = float(r.metrics["optimizer_stats/eff_lr"].dropna().mean())
             ax.plot(lr, final_test_acc(r.metrics), "*", ms=12, color="tab:green")
             twin.plot(lr, increase_fraction(r.metrics), "*", ms=12, color="tab:purple")
             ax.annotate(_label(r.cfg), (lr, final_test_acc(r.metrics)), fontsize=7)

@@ -18,6 +18,15 @@ import pandas as pd
 from runner.claims import Claim, cross_run_row
 
 TARGET = 0.95  # fraction of Muon's final test accuracy
+# logged columns of the hooks (`<hook>/<name>`); the trainer's start_layer, layers_updated,
+# layer_backward and train_time_s keep their names
+TEST_ACC = "test_eval/test_acc"
+UPDATE_NORM = "update_norms/update_norm_"  # + 1-based layer index
+
+
+def norm_cols(df: pd.DataFrame) -> list[str]:
+    """The per-layer update-norm columns, input side first."""
+    return sorted((c for c in df.columns if c.startswith(UPDATE_NORM)), key=lambda c: int(c[len(UPDATE_NORM):]))
 
 
 ARMS = ("muon", "drop_muon")
@@ -25,7 +34,7 @@ ARMS = ("muon", "drop_muon")
 
 def frozen_update_max(df: pd.DataFrame, cfg: dict) -> float:
     """Largest update norm of a layer below the sampled start layer (must be exactly 0)."""
-    cols = sorted((c for c in df.columns if c.startswith("update_norm_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+    cols = norm_cols(df)
     rows = df[df[cols[0]].notna()]
     frozen = [rows.loc[rows.start_layer > i, c].abs().max() for i, c in enumerate(cols, start=1)]
     return float(np.nanmax([v for v in frozen if v == v] or [0.0]))
@@ -49,19 +58,19 @@ CLAIMS = [
 
 def to_target(df: pd.DataFrame, target: float) -> pd.Series | None:
     """The first evaluated row with test accuracy >= target (None if never reached)."""
-    ev = df[df.test_acc.notna()]
-    hit = ev[ev.test_acc >= target]
+    ev = df[df[TEST_ACC].notna()]
+    hit = ev[ev[TEST_ACC] >= target]
     return hit.iloc[0] if len(hit) else None
 
 
 def final_acc(df: pd.DataFrame) -> float:
-    return float(df.test_acc.dropna().iloc[-1])
+    return float(df[TEST_ACC].dropna().iloc[-1])
 
 
 def pairs(runs: list) -> dict[int, dict[str, object]]:
     out: dict[int, dict[str, object]] = defaultdict(dict)
     for r in runs:
-        if r.status.get("status") == "completed" and r.is_in(arms=ARMS) and "test_acc" in r.metrics:
+        if r.status.get("status") == "completed" and r.is_in(arms=ARMS) and TEST_ACC in r.metrics:
             out[int(r.cfg.get("seed", 0))][r.arm] = r
     return {s: d for s, d in out.items() if len(d) == 2}
 

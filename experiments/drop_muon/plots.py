@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.drop_muon.claims import TARGET, final_acc
+from experiments.drop_muon.claims import TARGET, TEST_ACC, final_acc, norm_cols
 from runner.report.style import figure, save
 
 LABEL = {"full": ("Muon", "tab:blue"), "uniform": ("Drop-Muon (uniform s)", "tab:red")}
@@ -24,18 +24,14 @@ def _title(cfg: dict, what: str) -> str:
     return f"drop_muon ({cfg.get('scale', 'smoke')}, {data}): {what}"
 
 
-def _norm_cols(df: pd.DataFrame) -> list[str]:
-    return sorted((c for c in df.columns if c.startswith("update_norm_")), key=lambda c: int(c.rsplit("_", 1)[1]))
-
-
 def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     fig, axes = figure(ncols=2, width=5.0)
-    ev = df[df.test_acc.notna() & df.train_time_s.notna()]
+    ev = df[df[TEST_ACC].notna() & df.train_time_s.notna()]
     label, color = LABEL.get(sampling(cfg), (sampling(cfg), "k"))
-    axes[0, 0].plot(ev.train_time_s, ev.test_acc, color=color, label=label)
+    axes[0, 0].plot(ev.train_time_s, ev[TEST_ACC], color=color, label=label)
     axes[0, 0].set(xlabel="training wall-clock (s, excl. evaluation)", ylabel="test accuracy (%)",
                    title=_title(cfg, f"{label}, seed {cfg.get('seed')}"))
-    for i, c in enumerate(_norm_cols(df), start=1):
+    for i, c in enumerate(norm_cols(df), start=1):
         rows = df[df[c].notna()]
         axes[0, 1].plot(rows.step, rows[c], lw=0.8, label=f"layer {i}")
     axes[0, 1].set(xlabel="step", ylabel="||update|| of the layer (Frobenius)", title="per-layer update norms")
@@ -45,16 +41,16 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
 
 def _curves(rs: list, x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Test accuracy on a common grid of x (interpolated per seed), mean and SD."""
-    evs = [r.metrics[r.metrics.test_acc.notna() & r.metrics[x].notna()] for r in rs]
+    evs = [r.metrics[r.metrics[TEST_ACC].notna() & r.metrics[x].notna()] for r in rs]
     grid = np.geomspace(max(min(e[x].min() for e in evs), 1e-3), min(e[x].max() for e in evs), 200)
-    ys = np.stack([np.interp(grid, e[x], e.test_acc) for e in evs])
+    ys = np.stack([np.interp(grid, e[x], e[TEST_ACC]) for e in evs])
     return grid, ys.mean(0), ys.std(0)
 
 
 def plot_report(runs: list, out_dir: Path) -> list[Path]:
     groups: dict[str, list] = defaultdict(list)
     for r in runs:
-        if r.status.get("status") == "completed" and "test_acc" in r.metrics and sampling(r.cfg) in LABEL:
+        if r.status.get("status") == "completed" and TEST_ACC in r.metrics and sampling(r.cfg) in LABEL:
             groups[sampling(r.cfg)].append(r)
     if not groups:
         return []
@@ -87,7 +83,7 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
     # per-layer update norms, mean over steps and seeds (Drop-Muon: over the steps that updated the layer)
     ax = axes[1, 1]
     for j, (key, rs) in enumerate(sorted(groups.items())):
-        cols = _norm_cols(rs[0].metrics)
+        cols = norm_cols(rs[0].metrics)
         means = []
         for i, c in enumerate(cols, start=1):
             vals = pd.concat([r.metrics.loc[r.metrics[c].notna() & (r.metrics.start_layer <= i), c] for r in rs])

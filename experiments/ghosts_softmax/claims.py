@@ -1,4 +1,5 @@
-"""Claims of "Ghosts of Softmax" (Sao 2026), measured on each run's `metrics.csv`.
+"""Claims of "Ghosts of Softmax" (Sao 2026), measured on each run's `metrics.csv` and, for the one-step
+sweep's curves, its array metrics (`runner.arrays`).
 
 The paper's statements and numbers are in this folder's README.md. Claims select runs by the studies and
 arms of `studies.yaml`: the LR spike (`spike_held`, `spike_1step`; arms plain / clip / controller),
@@ -10,15 +11,19 @@ Accuracies are in percent, as logged.
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pandas as pd
 
+from runner.arrays import run_array
 from runner.claims import Claim
+from runner.errors import OptrunError
 
 FAIL_RATIO = 1.1  # a one-step loss ratio at or above this marks a failure (the paper's code)
 ARCHITECTURES = ("linear", "mlp", "cnn", "mlp_ln", "cnn_bn", "transformer")
+# logged columns (hook metrics are `<hook>/<name>`)
+TEST_ACC, R, R_RAW = "test_eval/test_acc", "radius/r", "radius/r_raw"
+SWEEP = "step_sweep/"  # + onset_<dir>, tau_onset_<dir>, rho_<dir>; arrays r, ratio_<dir>, acc_<dir>, ratio_randmax
 
 
 # --- reading a run's config -------------------------------------------------------------------
@@ -63,13 +68,15 @@ def final(df: pd.DataFrame, column: str) -> float:
 
 
 def curve(df: pd.DataFrame, kind: str) -> pd.Series:
-    """The one-step sweep logged at the end: `kind` is e.g. ratio_descent, acc_random; index = r."""
-    pat = re.compile(rf"^{kind}_r([0-9.eE+-]+)$")
-    cols = {float(m.group(1)): c for c in df.columns if (m := pat.match(c))}
-    if not cols:
-        raise KeyError(f"no {kind}_r<r> columns")
-    last = df[list(cols.values())].dropna(how="all").iloc[-1]
-    return pd.Series({r: float(last[c]) for r, c in cols.items()}).sort_index()
+    """The last one-step sweep of a run (array metrics of the step_sweep hook): `kind` is e.g.
+    ratio_descent, acc_random; index = r. A sweep the run did not log is a KeyError (a direction
+    not swept)."""
+    try:
+        _, grid = run_array(df, SWEEP + "r")
+        _, values = run_array(df, SWEEP + kind)
+    except OptrunError as e:
+        raise KeyError(str(e)) from e
+    return pd.Series(np.asarray(values[-1], dtype=float), index=np.asarray(grid[-1], dtype=float)).sort_index()
 
 
 def worst(df: pd.DataFrame, kind: str, lo: float, hi: float, include_hi: bool = True) -> float:
@@ -98,20 +105,20 @@ CLAIMS = [
     Claim("S1 rho-ctrl survives x1000",
           "rho-controller keeps training through LR x1000 held from step 50 (prototype 94-98%; abstract: "
           "survives spikes up to 10,000x)",
-          "final test acc >= 90 (base LR 1e-2)", lambda df, c: final(df, "test_acc"), lambda v: v >= 90,
+          "final test acc >= 90 (base LR 1e-2)", lambda df, c: final(df, TEST_ACC), lambda v: v >= 90,
           _base_lr(0.01), kind="headline", study="spike_held", arms="controller"),
     Claim("S2 plain collapses x1000", "plain Adam collapses under the held x1000 spike (prototype ~10%)",
-          "final test acc <= 20 (base LR 1e-2)", lambda df, c: final(df, "test_acc"), lambda v: v <= 20,
+          "final test acc <= 20 (base LR 1e-2)", lambda df, c: final(df, TEST_ACC), lambda v: v <= 20,
           _base_lr(0.01), kind="supporting", study="spike_held", arms="plain"),
     Claim("S3 clipped collapses x1000", "clip_grad_norm(1) before Adam does not help (prototype ~10%)",
-          "final test acc <= 20 (base LR 1e-2)", lambda df, c: final(df, "test_acc"), lambda v: v <= 20,
+          "final test acc <= 20 (base LR 1e-2)", lambda df, c: final(df, TEST_ACC), lambda v: v <= 20,
           _base_lr(0.01), kind="headline", study="spike_held", arms="clip"),
     Claim("S4 rho-ctrl keeps r <= 1", "p~ = min(1, rho_a/||p||) p, so r <= 1 always (prototype max r 1.00)",
-          "max logged r <= 1 + 1e-6", lambda df, c: float(df["r"].max()), lambda v: v <= 1 + 1e-6, _capped,
+          "max logged r <= 1 + 1e-6", lambda df, c: float(df[R].max()), lambda v: v <= 1 + 1e-6, _capped,
           kind="check", study=SPIKES, arms="controller"),
     Claim("S5 rho-ctrl survives 1-step",
           "one-step x10^4 spike: rho-controller 96-98% vs plain 10-33% (prototype, base 1e-2)",
-          "final test acc >= 90 (base LR 1e-2)", lambda df, c: final(df, "test_acc"), lambda v: v >= 90,
+          "final test acc >= 90 (base LR 1e-2)", lambda df, c: final(df, TEST_ACC), lambda v: v >= 90,
           _base_lr(0.01), kind="headline", study="spike_1step", arms="controller"),
     Claim("R1 grad step safe at r < 1",
           "no model fails for r < 1 across 6 architectures (loss ratio >= 1.1 = failure, the paper's code)",
@@ -146,10 +153,10 @@ def onset_table(runs: list) -> pd.DataFrame:
     and in raw step length tau."""
     rows = []
     for r in runs:
-        if r.status.get("status") == "completed" and "onset_descent" in r.metrics:
+        if r.status.get("status") == "completed" and SWEEP + "onset_descent" in r.metrics:
             rows.append({"T": float(r.cfg["trainer"]["temperature"]), "seed": r.cfg.get("seed"),
-                         "onset_r": final(r.metrics, "onset_descent"),
-                         "onset_tau": final(r.metrics, "tau_onset_descent")})
+                         "onset_r": final(r.metrics, SWEEP + "onset_descent"),
+                         "onset_tau": final(r.metrics, SWEEP + "tau_onset_descent")})
     return pd.DataFrame(rows, columns=["T", "seed", "onset_r", "onset_tau"])
 
 

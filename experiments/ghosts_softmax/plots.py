@@ -11,6 +11,10 @@ import pandas as pd
 from experiments.ghosts_softmax.claims import (
     ARCHITECTURES,
     FAIL_RATIO,
+    R_RAW,
+    SWEEP,
+    TEST_ACC,
+    R,
     arch_name,
     arm,
     base_lr,
@@ -74,16 +78,16 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path | None:
         what = arch_name(cfg) if part(cfg) == "rsweep" else f"T = {cfg['trainer']['temperature']:g}"
         fig.suptitle(_title(cfg, f"one-step sweep, {what}, seed {cfg.get('seed')}"))
         return save(fig, Path(out_dir) / "sweep.png")
-    if "r" not in df:
+    if R not in df:
         return None
     fig, axes = figure(ncols=2, width=5.0)
     ax = axes[0, 0]
-    ax.plot(df.step, df["test_acc"], color=ARM_COLORS[arm(cfg)])
+    ax.plot(df.step, df[TEST_ACC], color=ARM_COLORS[arm(cfg)])
     ax.set(xlabel="update", ylabel="test accuracy (%)", ylim=(-2, 102))
     ax = axes[0, 1]
-    ax.plot(df.step, df["r"], color=ARM_COLORS[arm(cfg)], label="r (applied)")
-    if "r_raw" in df:
-        ax.plot(df.step, df["r_raw"], color="0.5", lw=0.8, label="r proposed by the optimizer")
+    ax.plot(df.step, df[R], color=ARM_COLORS[arm(cfg)], label="r (applied)")
+    if R_RAW in df:
+        ax.plot(df.step, df[R_RAW], color="0.5", lw=0.8, label="r proposed by the optimizer")
     ax.axhline(1.0, color="k", ls="--", lw=0.9)
     ax.set(xlabel="update", ylabel="r = tau / rho_a", yscale="log")
     ax.legend()
@@ -111,13 +115,13 @@ def plot_spike(runs: list, out_dir: Path) -> Path | None:
     last row shows r per update for the held spike (geometric mean, +- SD of log10 r)."""
     groups: dict = defaultdict(lambda: defaultdict(list))
     for r in runs:
-        if part(r.cfg) == "spike" and r.status.get("status") == "completed" and "test_acc" in r.metrics:
+        if part(r.cfg) == "spike" and r.status.get("status") == "completed" and TEST_ACC in r.metrics:
             groups[(spike_label(r.cfg), base_lr(r.cfg))][arm(r.cfg)].append(r)
     if not groups:
         return None
     spikes = sorted({k[0] for k in groups}, key=lambda s: (not s.startswith("held"), s))
     lrs = {s: sorted(k[1] for k in groups if k[0] == s) for s in spikes}
-    rows = [(s, "test_acc") for s in spikes] + [(spikes[0], "r")]
+    rows = [(s, TEST_ACC) for s in spikes] + [(spikes[0], R)]
     fig, axes = figure(ncols=max(len(v) for v in lrs.values()), nrows=len(rows), width=4.2, height=3.0)
     for i, (spike, column) in enumerate(rows):
         for j in range(axes.shape[1]):
@@ -129,16 +133,16 @@ def plot_spike(runs: list, out_dir: Path) -> Path | None:
             for name in ("plain", "clip", "controller"):  # the controller on top
                 if not (rs := groups[(spike, lr)].get(name)):
                     continue
-                _band(ax, rs, column, name, log=column == "r")
+                _band(ax, rs, column, name, log=column == R)
                 _mark_spike(ax, rs[0].cfg)
-            if column == "r":
+            if column == R:
                 ax.axhline(1.0, color="k", ls="--", lw=0.9)
                 ax.set(yscale="log", ylabel="r = tau / rho_a", title=f"r per update, base LR {lr:g}")
             else:
                 ax.set(ylim=(-2, 102), ylabel="test accuracy (%)", title=f"{spike}, base LR {lr:g}")
             ax.set_xlabel("update (dashed: first spiked update)")
             if j == 0:
-                ax.legend(loc="center right" if column == "test_acc" else "upper left", fontsize=7)
+                ax.legend(loc="center right" if column == TEST_ACC else "upper left", fontsize=7)
     fig.suptitle(_title(runs[0].cfg, f"LR spike, Adam on digits (MLP 64-128-10); r row: {spikes[0]}"))
     return save(fig, Path(out_dir) / "ghosts_softmax_spike.png")
 
@@ -176,7 +180,7 @@ def plot_rsweep(runs: list, out_dir: Path) -> list[Path]:
 
 def plot_temperature(runs: list, out_dir: Path) -> Path | None:
     temp = [r for r in runs if part(r.cfg) == "temperature" and r.status.get("status") == "completed"
-            and "onset_descent" in r.metrics]
+            and SWEEP + "onset_descent" in r.metrics]
     t = onset_table(temp)
     if t.empty:
         return None
@@ -187,7 +191,7 @@ def plot_temperature(runs: list, out_dir: Path) -> Path | None:
     for r in temp:
         T = float(r.cfg["trainer"]["temperature"])
         c = curve(r.metrics, "ratio_descent")
-        rho = float(r.metrics["rho_descent"].dropna().iloc[-1])
+        rho = float(r.metrics[SWEEP + "rho_descent"].dropna().iloc[-1])
         first = r is next(x for x in temp if float(x.cfg["trainer"]["temperature"]) == T)
         axes[0, 0].plot(c.index * rho, c, color=colors[T], lw=0.9, label=f"T = {T:g}" if first else None)
         axes[0, 1].plot(c.index, c, color=colors[T], lw=0.9)

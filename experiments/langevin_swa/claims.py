@@ -16,6 +16,8 @@ import pandas as pd
 from runner.claims import Claim
 
 AVERAGED_MIN, LAST_MAX, SECOND_ORDER_GAIN = 0.75, 0.3, 0.2
+# the iterate_average hook's overlaps with theta*, as logged (`iterate_average/<name>`)
+LAST, AVG, SECOND = "iterate_average/overlap_last", "iterate_average/overlap_avg", "iterate_average/overlap_second"
 
 
 def final(df: pd.DataFrame, column: str) -> float:
@@ -24,17 +26,17 @@ def final(df: pd.DataFrame, column: str) -> float:
 
 def averaged_overlap(df: pd.DataFrame, cfg: dict) -> float:
     """The paper's estimator: first-order average for odd k*, second-order (top eigenvector) for even."""
-    return final(df, "overlap_avg" if cfg["dataset"]["k"] % 2 else "overlap_second")
+    return final(df, AVG if cfg["dataset"]["k"] % 2 else SECOND)
 
 
 def last_iterate_mean(df: pd.DataFrame, cfg=None) -> float:
     """Mean of |theta_t . theta*| over the second half of the run."""
-    d = df[["step", "overlap_last"]].dropna()
-    return float(d.overlap_last[d.step >= d.step.max() / 2].mean())
+    d = df[["step", LAST]].dropna()
+    return float(d[LAST][d.step >= d.step.max() / 2].mean())
 
 
 def second_order_gain(df: pd.DataFrame, cfg=None) -> float:
-    return final(df, "overlap_second") - final(df, "overlap_avg")
+    return final(df, SECOND) - final(df, AVG)
 
 
 PAPER = "averaging the Langevin iterates recovers theta* while the last iterate stays near the equator"

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.langevin_swa.claims import AVG, LAST, SECOND
 from runner.report.style import figure, save
 
-SERIES = {"overlap_last": ("last iterate |theta_t . theta*|", "tab:gray"),
-          "overlap_avg": ("time average (first order)", "tab:blue"),
-          "overlap_second": ("top eigvec of mean theta theta^T (second order)", "tab:red")}
+SERIES = {LAST: ("last iterate |theta_t . theta*|", "tab:gray"),
+          AVG: ("time average (first order)", "tab:blue"),
+          SECOND: ("top eigvec of mean theta theta^T (second order)", "tab:red")}
 
 
 def _time(df: pd.DataFrame, cfg: dict) -> pd.Series:
@@ -24,7 +25,7 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     d = cfg["dataset"]
     for col, (label, color) in SERIES.items():
         s = df[["step", col]].dropna()
-        ax.plot(_time(s, cfg), s[col], color=color, lw=1.0 if col == "overlap_last" else 1.6, label=label)
+        ax.plot(_time(s, cfg), s[col], color=color, lw=1.0 if col == LAST else 1.6, label=label)
     ax.axhline(d["dim"] ** -0.5, color="k", ls=":", lw=0.8, label="1/sqrt(d) (random direction)")
     ax.set(xlabel="Langevin time t = step x dt", ylabel="overlap with theta*", ylim=(0, 1.02),
            title=f"langevin_swa ({cfg.get('scale')}): k*={d['k']}, d={d['dim']}, n={d['n_train']}, "
@@ -36,7 +37,7 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
 def plot_report(runs: list, out_dir: Path) -> list[Path]:
     groups = defaultdict(list)
     for r in runs:
-        if r.status.get("status") == "completed" and "overlap_last" in r.metrics:
+        if r.status.get("status") == "completed" and LAST in r.metrics:
             d = r.cfg["dataset"]
             groups[(d["k"], d["dim"], d["n_train"])].append(r)
     if not groups:

@@ -24,6 +24,9 @@ PRUNING, OPTIMIZER = "pruning", "optimizer"  # the studies of studies.yaml
 REFERENCES = {"smoke": {"adam": (OPTIMIZER, "adam"), "sgd": (OPTIMIZER, "sgd")},
               "paper": {"sgd": (PRUNING, "sgd")}}
 MFAC_ARM = (OPTIMIZER, "mfac")
+# logged columns of the hooks (`<hook>/<name>`)
+TEST_ACC = "test_eval/test_acc"
+PRUNE = "prune/"  # + prune_acc_dense, prune_acc_<method>_<sparsity %>, prune_dloss_..., prune_pred_mfac_...
 
 
 def final(df: pd.DataFrame, column: str) -> float:
@@ -45,12 +48,12 @@ CLAIMS = [
           "M-FAC (OBS) pruning keeps far more accuracy than magnitude pruning at high sparsity "
           "(e.g. ResNet50/ImageNet, gradual: 72.6 % top-1 at 95 %)",
           f"acc(M-FAC) - acc(magnitude) at {SPARSITY} % sparsity >= 5 pp",
-          lambda df, c: final(df, f"prune_acc_mfac_{SPARSITY}") - final(df, f"prune_acc_magnitude_{SPARSITY}"),
+          lambda df, c: final(df, f"{PRUNE}prune_acc_mfac_{SPARSITY}") - final(df, f"{PRUNE}prune_acc_magnitude_{SPARSITY}"),
           lambda v: v >= 5.0, kind="headline", study=PRUNING),
     Claim(f"OBS-M-FAC vs diag. Fisher @{SPARSITY}%",
           "the full (low-rank + damping) inverse Fisher beats its diagonal approximation",
           f"acc(M-FAC) - acc(diagonal Fisher) at {SPARSITY} % sparsity >= 0 pp",
-          lambda df, c: final(df, f"prune_acc_mfac_{SPARSITY}") - final(df, f"prune_acc_fisher_{SPARSITY}"),
+          lambda df, c: final(df, f"{PRUNE}prune_acc_mfac_{SPARSITY}") - final(df, f"{PRUNE}prune_acc_fisher_{SPARSITY}"),
           lambda v: v >= 0.0, kind="supporting", study=PRUNING),
 ]
 
@@ -65,9 +68,9 @@ def best_setting(runs: list, study: str, arm: str) -> tuple[float, dict, int] | 
     (study, arm), or None when it has no completed run with a test accuracy."""
     accs: dict[tuple, list[float]] = defaultdict(list)
     for r in runs:
-        if r.status.get("status") != "completed" or not r.is_in(study, arm) or "test_acc" not in r.metrics:
+        if r.status.get("status") != "completed" or not r.is_in(study, arm) or TEST_ACC not in r.metrics:
             continue
-        accs[_settings(r.cfg)].append(final(r.metrics, "test_acc"))
+        accs[_settings(r.cfg)].append(final(r.metrics, TEST_ACC))
     best = None
     for key, vals in accs.items():
         mean = float(np.mean(vals))

@@ -25,9 +25,14 @@ FLAT, FLOOR, MIN_INTERVALS = 0.1, 1e-3, 3
 SMALL_INIT, LARGE_INIT = 1e-4, 1.0
 
 
+def complexity(name: str) -> str:
+    """The logged column of the `complexity` hook's metric `name` (rank, kinks, mode1, sv1, ...)."""
+    return f"complexity/{name}"
+
+
 def complexity_column(df: pd.DataFrame) -> str:
-    """`kinks` for ReLU nets, `rank` for linear (fully connected or conv) nets."""
-    return "kinks" if "kinks" in df else "rank"
+    """The counter: `complexity/kinks` for ReLU nets, `complexity/rank` for linear (fully connected or conv) nets."""
+    return complexity("kinks") if complexity("kinks") in df else complexity("rank")
 
 
 def _logged(df: pd.DataFrame) -> pd.DataFrame:
@@ -87,7 +92,8 @@ def bad_steps(df, cfg=None) -> float:
 
 def mode_times(df: pd.DataFrame, threshold: float = 0.5) -> list[float]:
     """First logged step at which teacher mode i is learned to `threshold` (NaN if never)."""
-    cols = sorted((c for c in df.columns if c.startswith("mode")), key=lambda c: int(c[4:]))
+    prefix = complexity("mode")
+    cols = sorted((c for c in df.columns if c.startswith(prefix)), key=lambda c: int(c[len(prefix):]))
     return [float(df.step[df[c] >= threshold].iloc[0]) if (df[c] >= threshold).any() else np.nan for c in cols]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.saddle_to_saddle.claims import complexity_column, plateaus, rank_times
+from experiments.saddle_to_saddle.claims import complexity, complexity_column, plateaus, rank_times
 from runner.report.style import figure, save
 
 
@@ -29,20 +29,22 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     ax, ax2 = axes[0]
     d = df[np.isfinite(df["loss"])]
     col = complexity_column(df)
+    name = col.split("/")[-1]
     ax.semilogy(d.step, d.loss, color="k", lw=1.2, label="training loss")
     for i, p in enumerate(plateaus(df)):
         ax.axvspan(p["start"], p["end"], color="tab:orange", alpha=0.2, lw=0, label="plateau" if i == 0 else None)
     twin = ax.twinx()
     c = df[df[col].notna()]
-    twin.step(c.step, c[col], where="post", color="tab:blue", lw=1.2, label=col)
-    twin.set_ylabel(f"{col} (blue)")
+    twin.step(c.step, c[col], where="post", color="tab:blue", lw=1.2, label=name)
+    twin.set_ylabel(f"{name} (blue)")
     ax.set(xlabel="GD step", ylabel="training loss (MSE)",
            title=_title(cfg, f"{family(cfg)}, eps={cfg['model']['init_scale']:g}, seed {cfg.get('seed')}"))
     ax.legend(loc="lower left")
-    series = [c for c in df.columns if c.startswith("sv")] or [c for c in df.columns if c.startswith("unit_norm")]
+    sv, units = complexity("sv"), complexity("unit_norm")
+    series = [c for c in df.columns if c.startswith(sv)] or [c for c in df.columns if c.startswith(units)]
     for s in series:
-        ax2.semilogy(c.step, c[s].clip(lower=1e-12), lw=1, label=s)
-    ax2.set(xlabel="GD step", ylabel="singular value of W2W1" if series and series[0].startswith("sv") else
+        ax2.semilogy(c.step, c[s].clip(lower=1e-12), lw=1, label=s.split("/")[-1])
+    ax2.set(xlabel="GD step", ylabel="singular value of W2W1" if series and series[0].startswith(sv) else
             "|a_h| |w_h| (largest units)", title="what is learned, one unit at a time")
     ax2.legend(loc="lower right", ncol=2, fontsize=7)
     return save(fig, Path(out_dir) / "dynamics.png")
@@ -71,7 +73,7 @@ def _staircases(runs: list, out_dir: Path) -> Path:
             col = complexity_column(rs[0].metrics)
             comp = pd.concat([r.metrics.set_index("step")[col].dropna() for r in rs], axis=1)
             axes[1, j].step(comp.index, comp.mean(axis=1), where="post", color=cmap[eps], lw=1.2)
-            axes[1, j].set_ylabel(f"{col} (mean over seeds)")
+            axes[1, j].set_ylabel(f"{col.split('/')[-1]} (mean over seeds)")
         scale = next(iter(groups[fam].values()))[0].cfg.get("scale")
         axes[0, j].set(xlabel="GD step", ylabel="training loss (MSE)", title=f"saddle_to_saddle ({scale}): {fam}")
         axes[0, j].legend(loc="lower left", fontsize=7)

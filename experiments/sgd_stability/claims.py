@@ -1,12 +1,14 @@
 """Claims of Wu & Su (ICML 2023) and the edge-of-stability check, measured from `metrics.csv`.
 
 Per run (`CLAIMS`): SGD (batch size 1) runs end at an interpolating minimum with eta*tr(H)/2 <= 1,
-GD runs with eta*lambda_max/2 <= 1 (the sharpness hook's `trace_ratio`, `gd_ratio` at the last
-step); edge-of-stability runs see lambda_max cross 0.9*2/eta and then hover at 2/eta.
+GD runs with eta*lambda_max/2 <= 1 (the sharpness hook's `sharpness/sgd_ratio`, `sharpness/gd_ratio`
+at the last step); edge-of-stability runs see lambda_max cross 0.9*2/eta and then hover at 2/eta.
 Across runs (`cross_run_claims`): GD's trace exceeds 2/eta where SGD's cannot, and a larger eta
 gives SGD a smaller trace, a smaller parameter norm and a lower test error.
 The 1.05 slack in the stability claims is the note's criterion P1/P2: the trace estimate carries a
-standard error of about 1 % at these settings (logged as `trace_se`); see this folder's README.md.
+standard error of about 1 % at these settings (logged as `sharpness/trace_se`); see this folder's
+README.md. Hook metrics are the columns `<hook>/<name>` (`sharpness/...`, `evaluate/...`); the
+trainer's `loss` keeps its name.
 Runs are selected by the studies of `studies.yaml` (dln, relu: arms sgd = batch size 1, gd = full
 batch; eos: full-batch GD).
 """
@@ -23,7 +25,7 @@ from runner.claims import Claim
 CONVERGED = 1e-4  # final full-batch training MSE counted as interpolation (initial loss ~ 1-3.5)
 EOS_FRACTION = 0.9  # lambda_max >= 0.9 * 2/eta counts as having reached the edge of stability
 EOS_BAND = (0.9, 1.15)
-NORMS = {"dln": "beta_l1", "relu": "path_norm"}  # the parameter norm of each Wu & Su study
+NORMS = {"dln": "beta_l1", "relu": "path_norm"}  # the parameter norm of each Wu & Su study (evaluate/<norm>)
 WU_SU_STUDIES = tuple(NORMS)                       # studies with SGD and GD arms
 EOS_STUDY = "eos"
 
@@ -46,8 +48,8 @@ def method(cfg: dict) -> str:
 
 def eos_curve(df: pd.DataFrame) -> pd.DataFrame:
     """lambda_max / (2/eta) at each probe, with the step."""
-    d = df.dropna(subset=["lambda_max"])
-    return pd.DataFrame({"step": d.step.values, "ratio": (d.lambda_max / d.two_over_lr).values})
+    d = df.dropna(subset=["sharpness/lambda_max"])
+    return pd.DataFrame({"step": d.step.values, "ratio": (d["sharpness/lambda_max"] / d["sharpness/two_over_lr"]).values})
 
 
 def eos_crossing(df: pd.DataFrame) -> float:
@@ -76,16 +78,16 @@ WU_SU = "a minimum linearly stable for SGD has tr(H) <= 2/eta (Wu & Su 2023, Thm
 
 CLAIMS = [
     Claim("S0 SGD interpolates", "trained until the training loss is (near) zero",
-          f"final train MSE <= {CONVERGED:g}", lambda df, c: final(df, "train_loss"), lambda v: v <= CONVERGED,
-          kind="supporting", study=WU_SU_STUDIES, arms="sgd"),
+          f"final train MSE <= {CONVERGED:g}", lambda df, c: final(df, "evaluate/train_loss"),
+          lambda v: v <= CONVERGED, kind="supporting", study=WU_SU_STUDIES, arms="sgd"),
     Claim("S1 SGD: eta*tr(H)/2 <= 1", WU_SU,
           "p_B*eta*tr(H)/2 <= 1.05 at the end (p_B = 1 at batch size 1; see runner/hooks/sharpness.py)",
-          lambda df, c: final(df, "sgd_ratio"), lambda v: v <= 1.05, kind="headline", study=WU_SU_STUDIES, arms="sgd"),
+          lambda df, c: final(df, "sharpness/sgd_ratio"), lambda v: v <= 1.05, kind="headline", study=WU_SU_STUDIES, arms="sgd"),
     Claim("G0 GD interpolates", "trained until the training loss is (near) zero",
-          f"final train MSE <= {CONVERGED:g}", lambda df, c: final(df, "train_loss"), lambda v: v <= CONVERGED,
-          kind="supporting", study=WU_SU_STUDIES, arms="gd"),
+          f"final train MSE <= {CONVERGED:g}", lambda df, c: final(df, "evaluate/train_loss"),
+          lambda v: v <= CONVERGED, kind="supporting", study=WU_SU_STUDIES, arms="gd"),
     Claim("G1 GD: eta*lambda_max/2 <= 1", "for GD linear stability bounds only lambda_max(H) <= 2/eta",
-          "eta*lambda_max/2 <= 1.05 at the end", lambda df, c: final(df, "gd_ratio"), lambda v: v <= 1.05,
+          "eta*lambda_max/2 <= 1.05 at the end", lambda df, c: final(df, "sharpness/gd_ratio"), lambda v: v <= 1.05,
           kind="check", study=WU_SU_STUDIES, arms="gd"),
     Claim("E1 EoS: lambda_max reaches 2/eta",
           "full-batch GD: sharpness rises until it reaches 2/eta (Cohen et al. 2021)",
@@ -103,15 +105,19 @@ CLAIMS = [
 
 # ---- across runs: grouped by study (dln / relu), method and learning rate -------------------------
 
+FINALS = {"trace": "sharpness/trace", "trace_se": "sharpness/trace_se", "trace_ratio": "sharpness/trace_ratio",
+          "test_loss": "evaluate/test_loss"}  # what the cross-run claims compare -> its column
+
+
 def _finals(runs: list) -> dict:
     """{study: {method: {lr: [final metrics dict per seed]}}} over completed runs of the dln/relu studies."""
     out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in runs:
-        if r.status.get("status") != "completed" or not r.is_in(WU_SU_STUDIES) or "trace" not in r.metrics:
+        if r.status.get("status") != "completed" or not r.is_in(WU_SU_STUDIES) or "sharpness/trace" not in r.metrics:
             continue
         df = r.metrics
-        keys = ("trace", "trace_se", "trace_ratio", "test_loss", NORMS[r.study])
-        vals = {k: final(df, k) for k in keys if k in df}
+        columns = {**FINALS, NORMS[r.study]: f"evaluate/{NORMS[r.study]}"}
+        vals = {k: final(df, c) for k, c in columns.items() if c in df}
         out[r.study][method(r.cfg)][float(r.cfg["optimizer"]["lr"])].append(vals)
     return out
 

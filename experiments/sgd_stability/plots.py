@@ -22,17 +22,17 @@ def _style(m: str) -> dict:
 def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     """Training loss, and lambda_max / tr(H) against 2/eta over the steps of one run."""
     fig, axes = figure(ncols=2, width=4.6, height=3.4)
-    loss_col = "train_loss" if "train_loss" in df else "loss"
+    loss_col = "evaluate/train_loss" if "evaluate/train_loss" in df else "loss"
     d = df.dropna(subset=[loss_col])
     axes[0, 0].semilogy(d.step, d[loss_col], color="k", lw=1)
-    axes[0, 0].set(xlabel="iteration", ylabel=f"{loss_col.replace('_', ' ')} (MSE)", title="training loss")
+    axes[0, 0].set(xlabel="iteration", ylabel=f"{loss_col.split('/')[-1].replace('_', ' ')} (MSE)", title="training loss")
     ax = axes[0, 1]
-    c = df.dropna(subset=["lambda_max"])
-    ax.plot(c.step, c.lambda_max, "o-", ms=3, label=r"$\lambda_{max}$")
-    if "trace" in c:
-        ax.errorbar(c.step, c.trace, yerr=c.trace_se, fmt="s-", ms=3, label="tr(H) ± SE")
-    if "two_over_lr" in c:
-        ax.plot(c.step, c.two_over_lr, "k--", lw=1, label=r"$2/\eta$")
+    c = df.dropna(subset=["sharpness/lambda_max"])
+    ax.plot(c.step, c["sharpness/lambda_max"], "o-", ms=3, label=r"$\lambda_{max}$")
+    if "sharpness/trace" in c:
+        ax.errorbar(c.step, c["sharpness/trace"], yerr=c["sharpness/trace_se"], fmt="s-", ms=3, label="tr(H) ± SE")
+    if "sharpness/two_over_lr" in c:
+        ax.plot(c.step, c["sharpness/two_over_lr"], "k--", lw=1, label=r"$2/\eta$")
     ax.set_yscale("log")
     ax.set(xlabel="iteration", ylabel="curvature", title="sharpness vs the stability threshold")
     ax.legend()
@@ -44,13 +44,13 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
 def _table(runs: list) -> pd.DataFrame:
     rows = []
     for r in runs:
-        if r.status.get("status") != "completed" or setup(r.cfg) not in NORMS or "trace" not in r.metrics:
+        if r.status.get("status") != "completed" or setup(r.cfg) not in NORMS or "sharpness/trace" not in r.metrics:
             continue
         df = r.metrics
-        norm = NORMS[setup(r.cfg)]
+        norm = f"evaluate/{NORMS[setup(r.cfg)]}"
         rows.append({"setup": setup(r.cfg), "method": method(r.cfg), "lr": float(r.cfg["optimizer"]["lr"]),
-                     "trace": final(df, "trace"), "lambda_max": final(df, "lambda_max"),
-                     "test_loss": final(df, "test_loss"), "norm": final(df, norm) if norm in df else np.nan})
+                     "trace": final(df, "sharpness/trace"), "lambda_max": final(df, "sharpness/lambda_max"),
+                     "test_loss": final(df, "evaluate/test_loss"), "norm": final(df, norm) if norm in df else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -105,7 +105,7 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
         fig.suptitle(f"sgd_stability ({scale}): SGD minima obey tr(H) ≤ 2/η, GD minima only λmax ≤ 2/η",
                      fontsize=10)
         out.append(save(fig, Path(out_dir) / "sgd_stability.png"))
-    eos = [r for r in runs if setup(r.cfg) == "eos" and "lambda_max" in r.metrics]
+    eos = [r for r in runs if setup(r.cfg) == "eos" and "sharpness/lambda_max" in r.metrics]
     if eos:
         out.append(_plot_eos(eos, out_dir))
     return out
@@ -119,9 +119,9 @@ def _plot_eos(runs: list, out_dir: Path) -> Path:
     colors = dict(zip(sorted(by_lr), ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"] * 4))
     for lr, rs in sorted(by_lr.items()):
         for i, r in enumerate(rs):
-            c = r.metrics.dropna(subset=["lambda_max"])
+            c = r.metrics.dropna(subset=["sharpness/lambda_max"])
             label = rf"$\eta$ = {lr:g}" if i == 0 else None
-            axes[0, 0].plot(c.step, c.lambda_max, color=colors[lr], lw=1.2, label=label)
+            axes[0, 0].plot(c.step, c["sharpness/lambda_max"], color=colors[lr], lw=1.2, label=label)
             d = r.metrics.dropna(subset=["loss"])
             axes[0, 1].semilogy(d.step, d.loss, color=colors[lr], lw=0.8, label=label)
         axes[0, 0].axhline(2 / lr, color=colors[lr], ls="--", lw=1)

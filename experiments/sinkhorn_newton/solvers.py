@@ -112,6 +112,10 @@ class SinkhornNewtonSparse(Sinkhorn):
         self.keep = math.ceil(self.keep_per_row / n * n * m)  # ceil(lambda n m), lambda = keep_per_row / n
         self.iteration = 0
 
+    def columns(self, problem) -> list[str]:
+        """The Newton steps' metrics, first logged after the `n_sinkhorn` warm-start steps."""
+        return ["step_size", "cg_iters", "backtracks", "kept"]
+
     def step(self, problem, state) -> dict:
         self.iteration += 1
         if self.iteration <= self.n_sinkhorn:

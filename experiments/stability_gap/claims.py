@@ -4,6 +4,7 @@ The paper gives no numbers we could verify (see this folder's README.md), so thr
 pass criteria calibrated for the smoke scale (ER, Split-digits P1-P6, Rotated-digits R1-R4); every
 run a claim applies to must pass it. Claims select runs by the studies and arms of `studies.yaml`.
 "min A1" is the minimum of task-1 accuracy over the first `DIP_WINDOW` iterations of task 2.
+Every measurement reads the `continual_eval` hook's columns (`continual_eval/acc_task<k>`, ...).
 """
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ import pandas as pd
 from runner.claims import Claim
 
 DIP_WINDOW = 20
+HOOK = "continual_eval"  # the hook whose metrics the claims read (columns `continual_eval/<name>`)
+
+
+def col(name: str) -> str:
+    """The logged column of continual-evaluation metric `name` (acc_task1, min_acc, wc_acc, ...)."""
+    return f"{HOOK}/{name}"
 
 
 def task_ends(df: pd.DataFrame) -> list[int]:
@@ -20,7 +27,7 @@ def task_ends(df: pd.DataFrame) -> list[int]:
 
 
 def curve(df: pd.DataFrame, k: int = 1) -> pd.Series:
-    return df.set_index("step")[f"acc_task{k}"]
+    return df.set_index("step")[col(f"acc_task{k}")]
 
 
 def a1_end(df, k: int) -> float:
@@ -37,12 +44,13 @@ def min_acc_task_ends(df) -> float:
     """min-ACC when only task ends are evaluated: mean over k < T of min_{j > k} A_k(t_j)."""
     ends = task_ends(df)
     rows = df.set_index("step").loc[ends]
-    mins = [rows[f"acc_task{k}"].iloc[k:].min() for k in range(1, len(ends))]
+    mins = [rows[col(f"acc_task{k}")].iloc[k:].min() for k in range(1, len(ends))]
     return float(sum(mins) / len(mins))
 
 
-def final(df, column: str) -> float:
-    return float(df[column].dropna().iloc[-1])
+def final(df, name: str) -> float:
+    """The last logged value of continual-evaluation metric `name`."""
+    return float(df[col(name)].dropna().iloc[-1])
 
 
 SPLIT = ("split_digits", "split_mnist")  # class-incremental studies (smoke, paper)

@@ -21,6 +21,14 @@ from runner.claims import Claim, cross_run_row, in_study
 MIN_GAIN = 15.0  # percent
 
 
+def population(name: str) -> str:
+    """The logged column of the `population` hook's metric `name` (excess_loss, excess_det, ...)."""
+    return f"population/{name}"
+
+
+EXCESS = population("excess_loss")
+
+
 SCHEDULES = "schedules"        # study: one run per multi-budget schedule, arms wsd | wsd_s | cyclic_cosine
 TUNED_COSINE = "tuned_cosine"  # study: the cosine schedule tuned to one budget (the oracle), one run per budget
 
@@ -38,8 +46,8 @@ def budgets(cfg: dict) -> list[int]:
     return [int(b) for b in cfg["schedule"]["budgets"]]
 
 
-def excess_at(df: pd.DataFrame, column: str, b: int, metric: str = "excess_loss") -> float:
-    """The metric on the row where `column` (fork | budget) marks budget b."""
+def excess_at(df: pd.DataFrame, column: str, b: int, metric: str = EXCESS) -> float:
+    """The metric on the row where the trainer's `column` (fork | budget) marks budget b."""
     rows = df[df[column] == b]
     return float(rows[metric].dropna().iloc[-1])
 

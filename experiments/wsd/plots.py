@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.wsd.claims import budgets, excess_at, schedule_of
+from experiments.wsd.claims import EXCESS, budgets, excess_at, population, schedule_of
 from runner.report.style import figure, save
 
 STYLE = {"wsd": ("WSD", "tab:blue"), "wsd_s": ("WSD-S", "tab:green"), "cyclic_cosine": ("Cyclic-Cosine", "tab:orange"),
@@ -26,7 +26,7 @@ def _title(cfg: dict, what: str) -> str:
     return f"wsd ({cfg.get('scale', 'smoke')}): {what}"
 
 
-def _evaluated(df: pd.DataFrame, metric: str = "excess_loss") -> pd.DataFrame:
+def _evaluated(df: pd.DataFrame, metric: str = EXCESS) -> pd.DataFrame:
     return df[df[metric].notna() & df["path_step"].notna()] if "path_step" in df else df.iloc[0:0]
 
 
@@ -59,11 +59,11 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
     """Excess population loss against the updates consumed (discarded branches included), and the LR."""
     fig, axes = figure()
     ax = axes[0, 0]
-    ev = df[df.excess_loss.notna()]
+    ev = df[df[EXCESS].notna()]
     name = schedule_of(cfg) or "run"
-    ax.plot(ev.step, ev.excess_loss, color=STYLE.get(name, ("", "k"))[1], lw=1.2, label="excess loss")
+    ax.plot(ev.step, ev[EXCESS], color=STYLE.get(name, ("", "k"))[1], lw=1.2, label="excess loss")
     ck = df[df.get("budget", pd.Series(dtype=float)).notna()] if "budget" in df else df.iloc[0:0]
-    ax.scatter(ck.step, ck.excess_loss, marker="D", color="k", zorder=5, s=22, label="budget checkpoints")
+    ax.scatter(ck.step, ck[EXCESS], marker="D", color="k", zorder=5, s=22, label="budget checkpoints")
     ax.set(yscale="log", xlabel="updates consumed (incl. discarded branches)", ylabel="excess population loss (nats)",
            title=_title(cfg, f"{STYLE.get(name, (name,))[0]}, seed {cfg.get('seed')}"))
     lr_ax = ax.twinx()
@@ -78,7 +78,7 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
     groups: dict[str, list] = defaultdict(list)
     for r in runs:
         name = schedule_of(r.cfg)
-        if name and r.status.get("status") == "completed" and "excess_loss" in r.metrics and "path_step" in r.metrics:
+        if name and r.status.get("status") == "completed" and EXCESS in r.metrics and "path_step" in r.metrics:
             key = name if name != "cosine" else f"cosine@{budgets(r.cfg)[0]}"
             groups[key].append(r)
     if not groups:
@@ -93,7 +93,7 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
         label, color = STYLE[k]
         per_label = defaultdict(list)
         for r in rs:
-            for name, s in _paths(r.metrics, r.cfg, "excess_loss"):
+            for name, s in _paths(r.metrics, r.cfg, EXCESS):
                 per_label[name].append(s)
         for name, series in per_label.items():
             mean, sd = _mean_sd(series)
@@ -130,8 +130,8 @@ def plot_report(runs: list, out_dir: Path) -> list[Path]:
     ax_bars.legend(fontsize=7)
 
     # (c) WSD split by row type: the decay removes most of the deterministic rows' excess
-    for metric, color, label in (("excess_det", "tab:purple", "deterministic rows"),
-                                 ("excess_hi", "tab:brown", "high-entropy rows")):
+    for metric, color, label in ((population("excess_det"), "tab:purple", "deterministic rows"),
+                                 (population("excess_hi"), "tab:brown", "high-entropy rows")):
         per_label = defaultdict(list)
         for r in groups.get("wsd", []):
             for name, s in _paths(r.metrics, r.cfg, metric):

@@ -1,8 +1,22 @@
-"""The hook contract: a schedule, `setup(state)`, `__call__(state) -> dict[str, float]`.
+"""The hook contract: a schedule, `setup(state)`, `columns(state)`, `__call__(state) -> dict`.
 
-A hook is read-only unless it sets `controller = True`: it must not change parameters, optimizer
-state, the train/eval mode it found, or any RNG stream the trainer draws from. The engine decides
-*when* a hook runs; the hook decides *what* it measures.
+- **Read-only or controller.** A hook is read-only unless it sets `controller = True`: it must not
+  change parameters, optimizer state, the train/eval mode it found, or any stream but its own. A
+  controller changes the update (the rho-controller rescales it): at each step the engine runs the
+  due controllers right after the trainer's step, then the read-only hooks, which therefore always
+  measure the parameters the controller left.
+- **Names.** Every metric a hook returns is logged as `<hook name>/<metric>` (the hook's name is its
+  key under `hooks:`), except the names it lists in `global_metrics`; `columns(state)` declares the
+  names (before prefixing) at setup, so `metrics.csv` has a fixed header and two writers of one
+  column are an error before anything runs. Array values (per-run positions, spectra, curves) go to
+  `arrays/` (`runner.arrays`), scalars to `metrics.csv`.
+- **Randomness.** `self.stream(state)` is the hook's own generator, from (seed, "hook.<name>"):
+  adding or removing another hook changes nothing this hook draws.
+- **Objective.** A hook with `needs_objective = True` evaluates the trainer's functional objective
+  (`state.trainer.objective(params, batch)`, `criterion(output, target)`); a trainer without one
+  makes selecting the hook a one-line config error.
+
+The engine decides *when* a hook runs; the hook decides *what* it measures.
 """
 from __future__ import annotations
 
@@ -14,6 +28,8 @@ import torch
 class Hook:
     name: str = "hook"
     controller: bool = False
+    needs_objective: bool = False
+    global_metrics: tuple[str, ...] = ()
 
     def __init__(self, every: int = 1, at_start: bool = False, at_phase_end: bool = True, at_end: bool = True):
         if every < 0:
@@ -29,6 +45,22 @@ class Hook:
 
     def setup(self, state) -> None:
         """Called once before training (after the state is built)."""
+
+    def columns(self, state) -> list[str]:
+        """The metric names this hook logs (before prefixing), known after `setup`. Every hook declares
+        them (the engine refuses one that does not): `metrics.csv` has a fixed header."""
+        return []
+
+    def stream(self, state) -> torch.Generator:
+        """This hook's own random stream."""
+        return state.stream(f"hook.{self.name}")
+
+    def column(self, key: str) -> str:
+        """The logged name of metric `key`."""
+        return key if key in self.global_metrics else f"{self.name}/{key}"
+
+    def publish(self, out: dict) -> dict:
+        return {self.column(k): v for k, v in out.items()}
 
     def begin_phase(self, state) -> None:
         """Called when a new phase (task) starts, before its first step."""

@@ -55,6 +55,10 @@ class Complexity(Hook):
             self.modes = (u[:, :k].float(), s[:k].float(), vh[:k].float())
         self.range = (teacher.get("low"), teacher.get("high"))
 
+    def columns(self, state) -> list[str]:
+        names = list(self(state))  # pure (eval mode, no writes): one evaluation gives the names
+        return names + ([] if "grad_norm" in names else ["grad_norm"])
+
     def __call__(self, state) -> dict:
         m, out = state.model, {}
         with eval_mode(m):

@@ -4,7 +4,7 @@ Each task's evaluation set is a fixed, seeded subset of its test split (capped a
 chosen once and never redrawn (the official code redraws it at each evaluation, which adds noise).
 All seen tasks are evaluated in one batched forward pass. Logs `acc_task<k>` (percent) and the
 running continual metrics of `runner.metrics.continual` (min_acc, wc_acc, wf<w>, wp<w>; acc and
-forg at task ends).
+forg at task ends), as `continual_eval/<name>`.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class ContinualEval(Hook):
         data = state.data
         if not isinstance(data, ContinualData):
             raise OptrunError("hooks=continual_eval needs a continual dataset (e.g. dataset=split_digits)")
-        g = state.generators["probe"]
+        g = self.stream(state)
         xs, ys, sizes = [], [], []
         for task in data.tasks:
             n = len(task.y_test)
@@ -47,6 +47,10 @@ class ContinualEval(Hook):
         self.segment = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).to(self.y.device)
         self.sizes_t = torch.tensor(sizes, dtype=torch.float64, device=self.y.device)
         self.tracker = ContinualMetrics(data.n_tasks, self.windows)
+
+    def columns(self, state) -> list[str]:
+        tasks = [f"acc_task{k}" for k in range(1, state.data.n_tasks + 1)]
+        return tasks + ["min_acc", "wc_acc", *(f"{m}{w}" for w in self.windows for m in ("wf", "wp")), "acc", "forg"]
 
     def accuracies(self, model: torch.nn.Module, seen: int) -> list[float]:
         """Percent accuracy on tasks 1..seen, one forward pass (chunked only for very large sets)."""

@@ -45,6 +45,11 @@ class IterateAverage(Hook):
         self.moment = torch.zeros(theta.numel(), theta.numel(), dtype=torch.float64, device=theta.device) \
             if self.second_order else None
 
+    def columns(self, state) -> list[str]:
+        if self.star is None:
+            return ["theta_bar_norm"]
+        return ["theta_bar_norm", "overlap_last", "overlap_avg"] + (["overlap_second"] if self.moment is not None else [])
+
     def __call__(self, state) -> dict:
         theta = self._flat(state)
         if state.step >= self.burn_in:

@@ -40,9 +40,14 @@ class OneShotPrune(Hook):
         d = state.data
         if not hasattr(d, "x_test"):
             raise OptrunError("hooks=prune needs a supervised data set with train and test splits")
-        g = state.generators["probe"]
+        g = self.stream(state)
         idx = torch.randperm(len(d.y_train), generator=g, device=g.device)[: self.loss_samples].to(d.y_train.device)
         self.x_loss, self.y_loss = d.x_train[idx], d.y_train[idx]
+
+    def columns(self, state) -> list[str]:
+        tags = [(m, f"{m}_{round(100 * s)}") for m in self.methods for s in self.sparsities]
+        per = [f"prune_{k}_{t}" for m, t in tags for k in ("acc", "dloss", *(("pred",) if m == "mfac" else ()))]
+        return ["prune_acc_dense", *per, *(f"prune_ms_{m}" for m in self.methods)]
 
     def _measure(self, model, chunk: int = 2048) -> tuple[float, float]:
         d = self.data
@@ -56,11 +61,12 @@ class OneShotPrune(Hook):
         self.data = state.data
         acc0, loss0 = self._measure(state.model)
         out = {"prune_acc_dense": acc0}
-        gen = torch.Generator(device=state.generators["probe"].device)
+        stream = self.stream(state)
+        gen = torch.Generator(device=stream.device)
         for method in self.methods:
             spent = 0.0
             for s in self.sparsities:
-                gen.set_state(state.generators["probe"].get_state())  # same gradients for every method
+                gen.set_state(stream.get_state())  # same gradients for every method
                 pruned = copy.deepcopy(state.model)
                 t0 = time.perf_counter()
                 info = prune(pruned, method, s, state.data.x_train, state.data.y_train, gen, **self.kw)

@@ -16,6 +16,9 @@ class PopulationLoss(Hook):
         if not hasattr(state.data, "population_metrics"):
             raise OptrunError("hooks=population needs a data set with a known distribution (e.g. dataset=zipf_bigram)")
 
+    def columns(self, state) -> list[str]:
+        return list(self(state))  # exact and side-effect free: its names are those of one evaluation
+
     def __call__(self, state) -> dict:
         with eval_mode(state.model):
             return state.data.population_metrics(state.model)

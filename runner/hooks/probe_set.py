@@ -6,10 +6,10 @@ import torch
 from runner.errors import OptrunError
 
 
-def probe_split(state, split: str, max_samples: int | None, owner: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, y) of `split` ('train' or 'test'), or a sorted random subset of `max_samples` rows drawn with
-    the probe generator (so probing never shifts the trainer's batches). `owner` names the hook in errors."""
-    d = state.data
+def probe_split(state, split: str, max_samples: int | None, hook) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of `split` ('train' or 'test'), or a sorted random subset of `max_samples` rows drawn from
+    `hook`'s own stream (so probing never shifts the trainer's batches, nor another hook's subsets)."""
+    d, owner = state.data, hook.name
     if split not in ("train", "test"):
         raise OptrunError(f"hooks.{owner}.probe: expected train or test, got '{split}'")
     if not hasattr(d, f"x_{split}"):
@@ -18,7 +18,7 @@ def probe_split(state, split: str, max_samples: int | None, owner: str) -> tuple
         raise OptrunError(f"hooks.{owner}.max_samples: expected a positive integer or null, got {max_samples}")
     x, y = getattr(d, f"x_{split}"), getattr(d, f"y_{split}")
     if max_samples is not None and len(y) > max_samples:
-        g = state.generators["probe"]
+        g = hook.stream(state)
         idx = torch.randperm(len(y), generator=g, device=g.device)[:max_samples].sort().values
         x, y = x[idx.to(x.device)], y[idx.to(y.device)]
     return x, y

@@ -5,12 +5,13 @@
 (Adam's preconditioned step, SGD's momentum buffer, clipping, the LR schedule: all included, with no
 second optimizer-state update). τ = ‖p‖, v = p/τ, and the logit slopes a = J_z(x)·v at θ_old for the
 whole probe set S come from one batched jvp (runner.metrics.radius). Logs `tau`, `delta_a`, `rho_a`,
-`r`, `lr` (the LR the step used), and `rho_star` for two classes.
+`r`, `lr` (the LR the step used), and `rho_star` for two classes, as `radius/<name>`.
 
 Probe set S (`probe`): `batch` = the mini-batch of this step (the trainer's `state.extras["batch"]`),
 `train` / `test` = a fixed seeded subset of that split (`max_samples`, null = all of it).
 
-`controller: true` makes it a controller: the applied update becomes s·p with
+`controller: true` makes it a controller (the engine runs it right after the trainer's step, before
+every read-only hook, so those measure the update actually applied): the update becomes s·p with
 `mode: cap` s = min(1, target_r·ρ_a/τ) (the paper's ρ-controller, target_r = 1: r ≤ 1 always), or
 `mode: set` s = target_r·ρ_a/τ (the "ρ-set" variant: every step has r = target_r). It then also logs
 `scale` and `r_raw` (the ratio before control); `r` is the ratio of the step actually applied.
@@ -52,7 +53,11 @@ class Radius(Hook):
             raise OptrunError("hooks=radius needs a model and an optimizer")
         self.x = None
         if self.probe != "batch":
-            self.x = probe_split(state, self.probe, self.max_samples, self.name)[0]
+            self.x = probe_split(state, self.probe, self.max_samples, self)[0]
+
+    def columns(self, state) -> list[str]:
+        binary = ["rho_star"] if getattr(state.data, "n_classes", None) == 2 else []
+        return ["tau", "delta_a", "rho_a", "r", "lr", *binary] + (["scale", "r_raw"] if self.controller else [])
 
     def before_step(self, state) -> None:
         self.old = {n: p.detach().clone() for n, p in state.model.named_parameters()}

@@ -1,7 +1,8 @@
 """Sharpness of the training loss: lambda_max, tr(H), ||H||_F and the stability ratios they feed.
 
 On a fixed probe subset of the training data (seeded, chosen once; the whole set when it is
-smaller than `probe_samples`), with the trainer's own loss, at the current parameters:
+smaller than `probe_samples`), with the trainer's own loss (`state.trainer.criterion`), at the
+current parameters:
 
 - `lambda_max` by Lanczos on Hessian-vector products, warm-started from the previous call's top
   eigenvector, stopping when the Ritz residual is below `tol * lambda_max` (`lanczos_hvps` logs how
@@ -21,13 +22,12 @@ smaller than `probe_samples`), with the trainer's own loss, at the current param
   paper's own batch-size dependence was not verified.)
 
 The hook never changes training: dropout off, BatchNorm per `batchnorm` without touching its
-buffers, no `.grad` writes, train/eval flags restored, random numbers from its own generator (seeded
-once from `state.generators["probe"]`). Momentum changes the GD/SGD thresholds; the ratios assume
-plain (S)GD.
+buffers, no `.grad` writes, train/eval flags restored, random numbers from its own stream. Momentum
+changes the GD/SGD thresholds; the ratios assume plain (S)GD.
 
 Reuse outside the engine or in another probe:
 
-    Sharpness(loss="mse", estimator="none").measure(model, x, y)["lambda_max"]  # warm-starts next call
+    Sharpness(estimator="none").measure(model, x, y, criterion)["lambda_max"]  # warm-starts next call
     with probe_mode(model):
         op = HessianOperator(model, loss, x, y)   # runner.curvature.hvp
         g = op.gradient(); hg = op(g)             # ||g||, ||H g|| from one graph
@@ -46,7 +46,6 @@ from runner.curvature.estimators import hutchpp, lanczos, lanczos_deflated, trac
 from runner.curvature.hvp import BATCHNORM_MODES, HVP_MODES, HessianOperator, probe_mode
 from runner.errors import OptrunError
 from runner.hooks.base import Hook
-from runner.trainers.supervised import LOSSES, loss_fn
 
 ESTIMATORS = ("lanczos", "hutchpp", "hutchinson", "none")
 
@@ -59,17 +58,17 @@ def sgd_noise_weight(n: int, batch_size: int | None) -> float:
 
 class Sharpness(Hook):
     name = "sharpness"
+    needs_objective = True
 
     def __init__(self, every: int = 100, at_start: bool = True, at_phase_end: bool = True, at_end: bool = True,
-                 log_points: int = 0, loss: str = "ce", batch_size: int | None = None,
+                 log_points: int = 0, batch_size: int | None = None,
                  probe_samples: int | None = 1000, tol: float = 1e-3, max_iter: int = 100, top_k: int = 1,
                  warm_start: bool = True, estimator: str = "lanczos", probes: int = 40, deflate: int = 20,
                  hvp: str = "graph", vector_batch: int | None = None, chunk_size: int | None = None,
-                 batchnorm: str = "eval", prefix: str = ""):
+                 batchnorm: str = "eval"):
         super().__init__(every=every, at_start=at_start, at_phase_end=at_phase_end, at_end=at_end)
         key = f"hooks.{self.name}"
-        checks = [(loss in LOSSES, "loss", f"one of {', '.join(LOSSES)}", loss),
-                  (estimator in ESTIMATORS, "estimator", f"one of {', '.join(ESTIMATORS)}", estimator),
+        checks = [(estimator in ESTIMATORS, "estimator", f"one of {', '.join(ESTIMATORS)}", estimator),
                   (hvp in HVP_MODES, "hvp", f"one of {', '.join(HVP_MODES)}", hvp),
                   (batchnorm in BATCHNORM_MODES, "batchnorm", f"one of {', '.join(BATCHNORM_MODES)}", batchnorm),
                   (0 < tol < 1, "tol", "a number in (0, 1)", tol),
@@ -81,11 +80,11 @@ class Sharpness(Hook):
         for ok, k, expected, got in checks:
             if not ok:
                 raise OptrunError(f"{key}.{k}: expected {expected}, got {got!r}")
-        self.loss, self.batch_size, self.probe_samples = loss, batch_size, probe_samples
+        self.batch_size, self.probe_samples = batch_size, probe_samples
         self.tol, self.max_iter, self.top_k, self.warm_start = tol, max_iter, top_k, warm_start
         self.estimator, self.probes, self.deflate = estimator, probes, deflate
         self.hvp, self.vector_batch, self.chunk_size, self.batchnorm = hvp, vector_batch, chunk_size, batchnorm
-        self.log_points, self.prefix = log_points, prefix
+        self.log_points = log_points
         self.log_steps: set[int] = set()
         self.v_prev: torch.Tensor | None = None
         self.seed = 0
@@ -102,23 +101,26 @@ class Sharpness(Hook):
         if self.log_points and state.total_steps:
             pts = np.geomspace(1, state.total_steps, self.log_points)
             self.log_steps = {int(round(p)) for p in pts}
-        g = state.generators["probe"]
+        g = self.stream(state)
         self.seed = int(torch.randint(0, 2**62, (1,), generator=g, device=g.device))
         self.generator = torch.Generator(device=state.device)
         self.generator.manual_seed(self.seed)
         self._probe = {}
 
-    def _train_split(self, state):
-        data = state.data
-        if hasattr(data, "tasks"):  # continual: the current task's training data
-            data = data.tasks[(state.task or 1) - 1]
-        return data.x_train, data.y_train
+    def columns(self, state) -> list[str]:
+        out = ["lambda_max", "lanczos_hvps", *(f"lambda_{i}" for i in range(2, self.top_k + 1))]
+        if self.estimator != "none":
+            out += ["trace", "trace_se", "frobenius", "frobenius_se"]
+        out.append("curvature_hvps")
+        if state.optimizer is not None:
+            out += ["lr", "two_over_lr", "gd_ratio"] + (["trace_ratio", "sgd_ratio"] if self.estimator != "none" else [])
+        return out
 
     def probe_batch(self, state) -> tuple[torch.Tensor, torch.Tensor, int]:
         """The fixed probe subset for the current task (drawn once) and the training-set size n."""
         key = state.task
         if key not in self._probe:
-            x, y = self._train_split(state)
+            x, y = state.trainer.probe_data(state, "train")
             n = len(y)
             if self.probe_samples is not None and n > self.probe_samples:
                 # a generator of its own per task: the subset does not depend on the probes drawn before (resume)
@@ -133,14 +135,14 @@ class Sharpness(Hook):
             return self.v_prev.to(device=device, dtype=dtype)
         return torch.randn(dim, generator=self.generator, device=self.generator.device).to(device=device, dtype=dtype)
 
-    def measure(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
-        """Curvature metrics of `model` on (x, y); updates the warm start. Usable without a state."""
-        kind = self.loss
+    def measure(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, criterion) -> dict:
+        """Curvature metrics of `model` on (x, y) under `criterion(output, target)`; updates the warm
+        start. Usable without a state."""
         if self.generator is None:  # used outside the engine: a fixed default stream
             self.generator = torch.Generator(device=x.device)
             self.generator.manual_seed(0)
         with probe_mode(model, self.batchnorm):
-            op = HessianOperator(model, lambda out, t: loss_fn(kind, out, t), x, y, hvp=self.hvp,
+            op = HessianOperator(model, criterion, x, y, hvp=self.hvp,
                                  chunk_size=self.chunk_size, vector_batch=self.vector_batch)
             min_iter = self.deflate if self.estimator == "lanczos" else 1
             res = lanczos(op, self._start_vector(op.dim, op.dtype, op.device), k=self.top_k, tol=self.tol,
@@ -165,7 +167,7 @@ class Sharpness(Hook):
 
     def __call__(self, state) -> dict:
         x, y, n = self.probe_batch(state)
-        out = self.measure(state.model, x, y)
+        out = self.measure(state.model, x, y, state.trainer.criterion)
         if state.optimizer is not None:
             eta = float(state.lr)
             out.update(lr=eta, two_over_lr=2.0 / eta if eta > 0 else math.inf,
@@ -173,7 +175,7 @@ class Sharpness(Hook):
             if "trace" in out:
                 out["trace_ratio"] = eta * out["trace"] / 2
                 out["sgd_ratio"] = sgd_noise_weight(n, self.batch_size) * out["trace_ratio"]
-        return {f"{self.prefix}{k}": v for k, v in out.items()}
+        return out
 
     def state_dict(self) -> dict:
         return {"v_prev": self.v_prev, "generator": None if self.generator is None else self.generator.get_state()}

@@ -3,15 +3,17 @@
 For each direction v (unit norm) at the current θ: ρ_a(v) from one batched jvp over the probe set,
 then one step of length τ = r·ρ_a(v) for every r of a log-spaced grid, recording the loss ratio and
 the accuracy kept. Directions: `ascent` (+∇L/‖∇L‖, the worst case, as in the paper's code),
-`descent` (−∇L/‖∇L‖) and `random` (`n_random` Gaussian directions; the median curve is logged,
-and for the ratio also the max over directions). Nothing is changed: the steps are evaluated with
-`functional_call` on copies. The loss is CE(z/T) (`temperature`, the trainer's by default), and so
-ρ_a(v) = π·T/Δ_a.
+`descent` (−∇L/‖∇L‖) and `random` (`n_random` Gaussian directions, from the hook's own stream; the
+median curve is logged, and for the ratio also the max over directions). Nothing is changed: the
+steps are evaluated with `functional_call` on copies. The loss is the trainer's objective (CE(z/T)
+for softmax training; `temperature` must be the trainer's T, which it is by default), in float64,
+and so ρ_a(v) = π·T/Δ_a.
 
-Logged (by default once, at the end of training), with `{r}` the grid value formatted `%.3g`:
-`ratio_<dir>_r{r}`, `acc_<dir>_r{r}` (percent), `ratio_randmax_r{r}`, `rho_<dir>`, `onset_<dir>`
-(the r at which the ratio first reaches `threshold`, interpolated on log axes; NaN if never),
-`tau_onset_<dir>` = onset·ρ_a (the same threshold in raw step length), `probe_loss`, `probe_acc`.
+Logged (by default once, at the end of training), as `step_sweep/<name>`: scalars `rho_<dir>`,
+`onset_<dir>` (the r at which the ratio first reaches `threshold`, interpolated on log axes; NaN if
+never), `tau_onset_<dir>` = onset·ρ_a (the same threshold in raw step length), `probe_loss`,
+`probe_acc`; arrays (`runner.arrays`) `r` (the grid), `ratio_<dir>`, `acc_<dir>` (percent) and
+`ratio_randmax`, one value per grid point.
 """
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call
 
 from runner.errors import OptrunError
@@ -49,6 +50,7 @@ def onset(r: np.ndarray, ratio: np.ndarray, threshold: float) -> float:
 
 class StepSweep(Hook):
     name = "step_sweep"
+    needs_objective = True
 
     def __init__(self, r_min: float = 0.1, r_max: float = 10.0, n_r: int = 25,
                  directions: list[str] = ("descent", "random"), n_random: int = 10, threshold: float = 1.1,
@@ -68,23 +70,27 @@ class StepSweep(Hook):
         self.probe, self.max_samples, self.temperature = probe, max_samples, temperature
 
     def setup(self, state) -> None:
-        self.x, self.y = probe_split(state, self.probe, self.max_samples, self.name)
+        self.x, self.y = probe_split(state, self.probe, self.max_samples, self)
 
-    def _loss_acc(self, model, params: dict) -> tuple[float, float]:
+    def columns(self, state) -> list[str]:
+        per_dir = [f"{k}_{d}" for d in self.directions for k in ("rho", "onset", "tau_onset")]
+        return ["probe_loss", "probe_acc", *per_dir]
+
+    def _loss_acc(self, model, params: dict, criterion) -> tuple[float, float]:
         buffers = dict(model.named_buffers())
         with eval_mode(model):
             z = functional_call(model, (params, buffers), (self.x,))
-        loss = F.cross_entropy(z.double() / self.temperature, self.y)
+        loss = criterion(z.double(), self.y)
         return float(loss), float((z.argmax(-1) == self.y).double().mean() * 100.0)
 
-    def _gradient(self, model, params: dict) -> dict:
+    def _gradient(self, model, params: dict, criterion) -> dict:
         buffers = dict(model.named_buffers())
         live = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
         try:
             with torch.enable_grad():
-                loss = F.cross_entropy(functional_call(model, (live, buffers), (self.x,)) / self.temperature, self.y)
+                loss = criterion(functional_call(model, (live, buffers), (self.x,)), self.y)
                 grads = torch.autograd.grad(loss, list(live.values()))
         finally:
             for m, training in modes:
@@ -94,23 +100,23 @@ class StepSweep(Hook):
     def _directions(self, state, params: dict) -> list[tuple[str, dict]]:
         out = []
         if {"ascent", "descent"} & set(self.directions):
-            g, _ = unit_direction(self._gradient(state.model, params))
+            g, _ = unit_direction(self._gradient(state.model, params, state.trainer.criterion))
             for name, sign in (("ascent", 1.0), ("descent", -1.0)):
                 if name in self.directions:
                     out.append((name, {n: sign * t for n, t in g.items()}))
         if "random" in self.directions:
-            gen = state.generators["probe"]
+            gen = self.stream(state)
             for _ in range(self.n_random):
                 raw = {n: torch.randn(p.shape, generator=gen, device=gen.device).to(p.device)
                        for n, p in params.items()}
                 out.append(("random", unit_direction(raw)[0]))
         return out
 
-    def _curve(self, model, params: dict, v: dict, rho: float, loss0: float) -> tuple[np.ndarray, np.ndarray]:
+    def _curve(self, model, params: dict, v: dict, rho: float, loss0: float, criterion) -> tuple[np.ndarray, np.ndarray]:
         ratios, accs = [], []
         for r in self.r:
             tau = float(r * rho)
-            loss, acc = self._loss_acc(model, {n: params[n] + tau * v[n] for n in params})
+            loss, acc = self._loss_acc(model, {n: params[n] + tau * v[n] for n in params}, criterion)
             ratios.append(loss / loss0 if loss0 > 0 else math.inf)
             accs.append(acc)
         return np.array(ratios), np.array(accs)
@@ -118,24 +124,23 @@ class StepSweep(Hook):
     def __call__(self, state) -> dict:
         model = state.model
         params = {n: p.detach() for n, p in model.named_parameters()}
-        loss0, acc0 = self._loss_acc(model, params)
+        criterion = state.trainer.criterion
+        loss0, acc0 = self._loss_acc(model, params, criterion)
         curves: dict[str, list] = {}
         for name, v in self._directions(state, params):
             _, a = logit_jvp(model, params, v, self.x)
             rho = float(radius(a, self.temperature)[1])
-            ratio, acc = self._curve(model, params, v, rho, loss0)
+            ratio, acc = self._curve(model, params, v, rho, loss0, criterion)
             curves.setdefault(name, []).append((rho, ratio, acc))
-        out = {"probe_loss": loss0, "probe_acc": acc0}
+        out = {"probe_loss": loss0, "probe_acc": acc0, "r": self.r.copy()}
         for name, items in curves.items():
             rhos = np.array([it[0] for it in items])
             ratios = np.stack([it[1] for it in items])
             accs = np.stack([it[2] for it in items])
             ratio, acc = np.median(ratios, axis=0), np.median(accs, axis=0)
-            for r, q, k in zip(self.r, ratio, acc):
-                out[f"ratio_{name}_r{r:.3g}"], out[f"acc_{name}_r{r:.3g}"] = float(q), float(k)
+            out[f"ratio_{name}"], out[f"acc_{name}"] = ratio, acc
             if name == "random":
-                for r, q in zip(self.r, ratios.max(axis=0)):
-                    out[f"ratio_randmax_r{r:.3g}"] = float(q)
+                out["ratio_randmax"] = ratios.max(axis=0)
             out[f"rho_{name}"] = float(np.median(rhos))
             out[f"onset_{name}"] = onset(self.r, ratio, self.threshold)
             out[f"tau_onset_{name}"] = out[f"onset_{name}"] * out[f"rho_{name}"]

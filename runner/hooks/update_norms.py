@@ -3,7 +3,7 @@
 Layers are `runner.models.param_layers(model)` (modules owning parameters, input side first); the
 hook snapshots the weights in `before_step` of the steps after which it is due, so it costs one
 parameter copy every `every` steps. Logs `update_norm_<i>` (1-based layer index) and `update_norm`
-(all layers together). A frozen layer (e.g. under `trainer=progressive`) shows 0.
+(all layers together), as `update_norms/<name>`. A frozen layer (e.g. under `trainer=progressive`) shows 0.
 """
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ class LayerUpdateNorms(Hook):
 
     def setup(self, state) -> None:
         self.layers = [params for _, params in param_layers(state.model)]
+
+    def columns(self, state) -> list[str]:
+        return [f"update_norm_{i}" for i in range(1, len(self.layers) + 1)] + ["update_norm"]
 
     def before_step(self, state) -> None:
         self.before = [[p.detach().clone() for p in params] for params in self.layers]

@@ -62,6 +62,10 @@ class DriftAdjustedSGD(torch.optim.Optimizer):
                 p.copy_(s)
         return g, hg
 
+    def stat_names(self) -> list[str]:
+        """The keys of `stats` (declared so that metrics.csv has them from the start)."""
+        return ["eff_lr", "grad_norm", "hg_norm", "hg_ratio"]
+
     def step(self, closure=None):
         if closure is None:
             raise OptrunError("DriftAdjustedSGD needs a closure (the trainer re-evaluates the loss for H g)")

@@ -126,6 +126,10 @@ class MFAC(torch.optim.Optimizer):
         self.window = DynamicMFAC(m, sum(p.numel() for p in self.params), damp, ref.dtype, ref.device, method)
         self.stats: dict = {}
 
+    def stat_names(self) -> list[str]:
+        """The keys of `stats` (declared so that metrics.csv has them from the start)."""
+        return ["ihvp_ms", "cos_dir_grad"]
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure_loss(closure)

@@ -49,6 +49,11 @@ class RuleFlippedSGD(torch.optim.Optimizer):
             self.state[p]["column_sign"] = sign
             self.state[p]["init_norm"] = p.detach().norm()
 
+    def stat_names(self) -> list[str]:
+        """The keys of `stats` (declared so that metrics.csv has them from the start)."""
+        n = sum(len(group["params"]) for group in self.param_groups)
+        return ["update_cosine", *(f"weight_norm{i}" for i in range(1, n + 1))]
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure_loss(closure)

@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
+    from runner.startup import fast_exit
+
+    fast_exit()  # the report loads torch (runner.results) and pandas: ~0.3 s less at exit
     sys.exit(main())
 
 

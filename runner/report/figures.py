@@ -2,7 +2,7 @@
 
 One line per setting (mean ± SD over its completed seeds), diverged seeds dashed with × at the
 divergence step. The main metric is the first of `PREFERRED` that the runs log, else the metric
-logged at the most steps.
+logged at the most steps (a hook's metric counts by its name after the `<hook>/` namespace).
 """
 from __future__ import annotations
 
@@ -31,10 +31,13 @@ def _metric_columns(runs: list) -> dict[str, int]:
 
 
 def main_metric(runs: list) -> str | None:
+    """The first of PREFERRED among the logged columns, by name or by the name after a hook's
+    namespace (`test_eval/test_acc` counts as `test_acc`)."""
     counts = _metric_columns(runs)
     for m in PREFERRED:
-        if m in counts:
-            return m
+        for c in counts:
+            if c == m or c.rsplit("/", 1)[-1] == m:
+                return c
     return max(counts, key=counts.get) if counts else None
 
 

@@ -217,6 +217,7 @@ def load_run(path: Path) -> tuple[Run | None, str | None]:
     metrics, why = read_metrics(path, notes)
     if metrics is None:
         return None, why
+    metrics.attrs["run_dir"] = str(path)  # array metrics: runner.arrays.run_array(metrics, key)
     last, final = metrics["step"].max(), status.get("step")
     if status["status"] == "completed" and isinstance(final, (int, float)) and last < final:
         return None, f"metrics.csv ends at step {int(last)} but the run completed at step {int(final)} (truncated)"

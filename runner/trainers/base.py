@@ -1,7 +1,7 @@
 """Pieces every trainer shares: phases, the training state, and index-based batch sampling."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -18,29 +18,107 @@ class Phase:
     name: str = "train"
 
 
-@dataclass
 class TrainState:
-    """Everything a step or a hook may read. The engine advances `step`, `task` and the flags."""
+    """Everything a step or a hook may read. The engine advances `step`, `task` and the flags.
 
-    model: torch.nn.Module | None  # None for solver experiments that train no network
-    optimizer: torch.optim.Optimizer | None
-    scheduler: object | None
-    data: object | None
-    device: torch.device
-    seed: int
-    generators: dict[str, torch.Generator]
-    step: int = 0  # updates done so far
-    task: int | None = None
-    phase_index: int = 0
-    phase_end: bool = False  # True while hooks run after the last step of a phase
-    stop: bool = False  # set by a trainer or controller to end the run early (as completed)
-    total_steps: int = 0
-    extras: dict = field(default_factory=dict)
+    Components are named collections: `modules`, `optimizers`, `schedulers` (a one-model trainer
+    uses the name `model` in each, reachable as `state.model`, `state.optimizer`, `state.scheduler`;
+    a bilevel trainer has e.g. `upper` and `lower`). Builders, checkpoints, resume, `compile`,
+    `precision` and `device` cover every entry. `stream(name)` is the random stream of one consumer
+    (a hook, a trainer part, a data source), derived from `(seed, name)` only, so adding a consumer
+    never shifts another one's numbers. `trainer` is the run's trainer: probes get the objective
+    from it (`objective(params, batch)`), never by importing a trainer module.
+    """
+
+    def __init__(self, data=None, device: torch.device | str = "cpu", seed: int = 0,
+                 generators: dict[str, torch.Generator] | None = None, *, model=None, optimizer=None,
+                 scheduler=None, modules: dict | None = None, optimizers: dict | None = None,
+                 schedulers: dict | None = None, trainer=None):
+        self.modules = dict(modules or {})
+        self.optimizers = dict(optimizers or {})
+        self.schedulers = dict(schedulers or {})
+        for coll, value in ((self.modules, model), (self.optimizers, optimizer), (self.schedulers, scheduler)):
+            if value is not None:
+                coll["model"] = value
+        self.data, self.device, self.seed = data, torch.device(device), int(seed)
+        self.generators: dict[str, torch.Generator] = dict(generators or {})
+        self.trainer = trainer
+        self.step = 0  # updates done so far
+        self.task: int | None = None
+        self.phase_index = 0
+        self.phase_end = False  # True while hooks run after the last step of a phase
+        self.stop = False  # set by a trainer or controller to end the run early (as completed)
+        self.total_steps = 0
+        self.extras: dict = {}
+
+    # the one-model names: what most trainers and hooks use
+    model = property(lambda self: self.modules.get("model"),
+                     lambda self, v: self._set(self.modules, v))
+    optimizer = property(lambda self: self.optimizers.get("model"),
+                         lambda self, v: self._set(self.optimizers, v))
+    scheduler = property(lambda self: self.schedulers.get("model"),
+                         lambda self, v: self._set(self.schedulers, v))
+
+    @staticmethod
+    def _set(coll: dict, value) -> None:
+        if value is None:
+            coll.pop("model", None)
+        else:
+            coll["model"] = value
+
+    def stream(self, name: str) -> torch.Generator:
+        """The random stream of consumer `name`, seeded from (seed, name) on first use; checkpointed
+        with the others."""
+        g = self.generators.get(name)
+        if g is None:
+            from runner.seeding import generator
+
+            g = self.generators[name] = generator(self.seed, name, self.device)
+        return g
 
     @property
     def lr(self) -> float:
         """The learning rate the optimizer will use for its next step (first parameter group)."""
         return self.optimizer.param_groups[0]["lr"]
+
+
+class ModelObjective:
+    """The functional objective of a trainer that fits `model(x)` to targets with `criterion`.
+
+    Probes (sharpness, evaluate, test_eval, step_sweep, prune, the curvature estimators) use these
+    three and import no trainer:
+
+        trainer.criterion(output, target)        # the training loss on a model output
+        trainer.objective(params, (x, y))        # criterion(model(x; params), y), for torch.func
+        trainer.probe_data(state, "train")       # (x, y) a probe of that split should use
+
+    `params` may hold any subset of the model's parameters and buffers (the rest are the model's
+    own). A trainer without a differentiable objective (the solver trainer) defines none of them.
+    """
+
+    module = "model"  # the component the objective differentiates
+
+    def bind(self, state: TrainState) -> None:
+        """Called by the engine at setup: the objective's module is the state's."""
+        self._module = state.modules[self.module]
+
+    def criterion(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def objective(self, params: dict, batch) -> torch.Tensor:
+        from torch.func import functional_call
+
+        x, y = batch
+        return self.criterion(functional_call(self._module, params, (x,)), y)
+
+    def probe_data(self, state: TrainState, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole `split` of the data the model is trained on now (continual: the current task)."""
+        data = state.data
+        if hasattr(data, "tasks"):
+            data = data.tasks[(state.task or 1) - 1]
+        if not hasattr(data, f"x_{split}"):
+            raise OptrunError(f"the data set has no {split} split for probes")
+        return getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
 
 
 class IndexSampler:

@@ -48,13 +48,20 @@ class BudgetTrainer(SupervisedTrainer):
 
     def _capture(self, state: TrainState) -> dict:
         return copy.deepcopy({"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-                              "scheduler": state.scheduler.state_dict(), "sampler": self.sampler.state_dict()})
+                              "scheduler": state.scheduler.state_dict(), "sampler": self._position()})
+
+    def _position(self) -> dict:
+        """The batch source's place in its epoch, without its stream: a branch continues the stream."""
+        return {k: v for k, v in self.sampler.state_dict().items() if k != "generator"}
 
     def _restore(self, state: TrainState, snap: dict) -> None:
         state.model.load_state_dict(snap["model"])
         state.optimizer.load_state_dict(snap["optimizer"])
         state.scheduler.load_state_dict(snap["scheduler"])
         self.sampler.load_state_dict(snap["sampler"])
+
+    def columns(self, state: TrainState) -> list[str]:
+        return super().columns(state) + ["lr", "phase", "path_step", "fork", "budget"]
 
     def step(self, state: TrainState) -> dict:
         lr = state.lr

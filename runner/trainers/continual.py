@@ -14,13 +14,21 @@ import torch.nn.functional as F
 
 from runner.data import ContinualData
 from runner.errors import OptrunError
-from runner.trainers.base import IndexSampler, Phase, TrainState, apply_update, ensure_train_mode, logged_accuracy
+from runner.trainers.base import (
+    IndexSampler,
+    ModelObjective,
+    Phase,
+    TrainState,
+    apply_update,
+    ensure_train_mode,
+    logged_accuracy,
+)
 from runner.trainers.replay import ReplayBuffer
 
 METHODS = ("finetune", "er", "joint")
 
 
-class ContinualTrainer:
+class ContinualTrainer(ModelObjective):
     def __init__(self, method: str = "er", batch_size: int = 64, iters_per_task: int | None = 100,
                  epochs_per_task: float | None = None, memory_size: int = 500, replay_batch_size: int | None = None,
                  lw_new: float = 0.5, scale_first_task: bool = True):
@@ -41,6 +49,12 @@ class ContinualTrainer:
         self.sampler: IndexSampler | None = None
         self.replay_sampler: IndexSampler | None = None
         self.x = self.y = None
+
+    def criterion(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out, y)
+
+    def columns(self, state: TrainState) -> list[str]:
+        return ["loss", "loss_new", "train_acc"] + (["loss_mem"] if self.method == "er" else [])
 
     def phases(self, state: TrainState) -> list[Phase]:
         data = state.data

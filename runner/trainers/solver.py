@@ -15,7 +15,8 @@ problem
                           `runner.seeding.stream_seed(state.seed, ...)` for numpy consumers), tensors
                           on `state.device`. Called once, before the algorithm's setup.
   reference() -> dict     optional constants from an exact or library solver (e.g. POT, a dense
-                          solve), logged once, in the last row, next to the iterate's final metrics.
+                          solve), logged once, in the last row, next to the iterate's final metrics
+                          (also called at setup, for the column names: keep it cheap or cache it).
 algorithm
   setup(problem, state)   the initial iterate (random starts from `state.generators["init"]`,
                           algorithmic noise from `state.generators["solver"]`).
@@ -23,6 +24,8 @@ algorithm
                           `loss` (the objective or a residual): the engine stops the run as
                           `diverged` when it is not finite. May set `state.stop = True` (e.g. a
                           method that detects it cannot make progress).
+  columns(problem)        optional: names of metrics that do not appear from the first step on.
+                          Vector-valued metrics (tensors/arrays) go to the run's `arrays/` store.
   iters                   optional: the iteration budget the method comes with (e.g. a paper's K),
                           used when `trainer.max_iters` is null.
   state_dict() / load_state_dict(sd)   the iterate and any adaptive constants, for resume.
@@ -107,6 +110,13 @@ class SolverTrainer:
 
     def begin_phase(self, state: TrainState, phase: Phase) -> None:
         pass
+
+    def columns(self, state: TrainState) -> list[str]:
+        """Metrics that may first appear late (the last row's references and verdict), and those the
+        algorithm declares (`algorithm.columns(problem)`, optional); every-step metrics need not be."""
+        reference = getattr(self.problem, "reference", None)
+        declared = getattr(self.algorithm, "columns", None)
+        return [*(declared(self.problem) if declared else []), *(reference() if reference else {}), "converged"]
 
     def step(self, state: TrainState) -> dict:
         metrics = self.algorithm.step(self.problem, state)

@@ -7,16 +7,30 @@ correlation loss -mean(f(x) y) of single-index / tensor-PCA estimation). `batch_
 full-batch gradient descent. `clip_grad_norm` clips the gradient norm before the optimizer step.
 `temperature` T trains on CE(z/T) (ce only; 1 = plain cross-entropy). Each step leaves its mini-batch
 in `state.extras["batch"] = (x, y)` for hooks that probe the batch the update was computed on.
+
+Batches come from a `runner.data.sources.TensorSource` on the `batch` stream (in-memory, by index);
+`augment=crop_flip` adds the CIFAR-10 augmentation (random crop of the `augment_padding`-padded
+image + horizontal flip), on the device, from a stream derived from the batch stream, so the samples
+of each batch are those without augmentation.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from runner.data.sources import RandomCropFlip, TensorSource
 from runner.errors import OptrunError
-from runner.trainers.base import IndexSampler, Phase, TrainState, apply_update, ensure_train_mode, logged_accuracy
+from runner.trainers.base import (
+    ModelObjective,
+    Phase,
+    TrainState,
+    apply_update,
+    ensure_train_mode,
+    logged_accuracy,
+)
 
 LOSSES = ("ce", "mse", "corr")
+AUGMENTS = (None, "crop_flip")
 
 
 def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -33,9 +47,10 @@ def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor, temperature: float = 
     return (out - y.view_as(out)).pow(2).mean()
 
 
-class SupervisedTrainer:
+class SupervisedTrainer(ModelObjective):
     def __init__(self, steps: int | None = None, epochs: float | None = None, batch_size: int | None = 64,
-                 loss: str = "ce", clip_grad_norm: float | None = None, temperature: float = 1.0):
+                 loss: str = "ce", clip_grad_norm: float | None = None, temperature: float = 1.0,
+                 augment: str | None = None, augment_padding: int = 4):
         if (steps is None) == (epochs is None):
             raise OptrunError("trainer: set exactly one of trainer.steps and trainer.epochs")
         if (steps is not None and steps <= 0) or (epochs is not None and epochs <= 0):
@@ -46,34 +61,43 @@ class SupervisedTrainer:
             raise OptrunError(f"trainer.clip_grad_norm: expected a positive number or null, got {clip_grad_norm}")
         if temperature <= 0 or (temperature != 1.0 and loss != "ce"):
             raise OptrunError(f"trainer.temperature: expected a positive number (with loss=ce), got {temperature}")
+        if augment not in AUGMENTS:
+            raise OptrunError(f"trainer.augment: unknown '{augment}' (expected null or crop_flip)")
+        self.augment = RandomCropFlip(augment_padding) if augment else None
         self.steps, self.epochs, self.batch_size = steps, epochs, batch_size
         self.temperature = temperature
         self.loss, self.clip_grad_norm = loss, clip_grad_norm
-        self.sampler: IndexSampler | None = None
+        self.sampler: TensorSource | None = None
 
     def phases(self, state: TrainState) -> list[Phase]:
-        n = len(state.data.y_train)
-        self.sampler = IndexSampler(n, self.batch_size or n, state.generators["batch"])
+        d = state.data
+        if self.augment is not None and d.x_train.dim() != 4:
+            raise OptrunError(f"trainer.augment=crop_flip: expects images (N, C, H, W), the data are {tuple(d.x_train.shape)}")
+        if self.batch_size is not None and self.batch_size <= 0:
+            raise OptrunError(f"trainer.batch_size: expected a positive integer, got {self.batch_size}")
+        self.sampler = TensorSource((d.x_train, d.y_train), self.batch_size, transform=self.augment)
+        self.sampler.setup(state.generators["batch"], d.x_train.device)
         steps = self.steps if self.steps is not None else round(self.epochs * self.sampler.batches_per_epoch())
         return [Phase(steps=steps)]
 
     def begin_phase(self, state: TrainState, phase: Phase) -> None:
         pass
 
+    def criterion(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return loss_fn(self.loss, out, y, self.temperature)
+
+    def columns(self, state: TrainState) -> list[str]:
+        return ["loss"] if state.data.y_train.is_floating_point() else ["loss", "train_acc"]
+
     def step(self, state: TrainState) -> dict:
-        d = state.data
-        if self.sampler.batch_size == self.sampler.n:  # full batch: no gather, no shuffling needed
-            x, y = d.x_train, d.y_train
-        else:
-            idx = self.sampler.next()
-            x, y = d.x_train[idx], d.y_train[idx]
+        x, y = self.sampler.next()
         state.extras["batch"] = (x, y)
         ensure_train_mode(state.model)
         out = state.model(x)
-        loss = loss_fn(self.loss, out, y, self.temperature)
+        loss = self.criterion(out, y)
 
         def closure(backward: bool = True):  # for optimizers that re-evaluate the loss (needs_closure)
-            again = loss_fn(self.loss, state.model(x), y, self.temperature)
+            again = self.criterion(state.model(x), y)
             if backward:
                 state.optimizer.zero_grad(set_to_none=True)
                 again.backward()
