@@ -175,7 +175,7 @@ def warm_hvps(steps: int) -> list[int]:
     state, trainer, hooks = build(cfg)
     out = Path(tempfile.mkdtemp(prefix="bench-sharpness-")) / "metrics.csv"
     Engine(trainer, hooks, MetricsWriter(out), progress=False).run(state)
-    return pd.read_csv(out).lanczos_hvps.dropna().astype(int).tolist()[1:]  # the first call is cold
+    return pd.read_csv(out)["sharpness/lanczos_hvps"].dropna().astype(int).tolist()[1:]  # the first call is cold
 
 
 def run(quick: bool = False, models: tuple[str, ...] | None = None, warm: bool = True) -> None:
