@@ -84,7 +84,7 @@ def test_short_sweep_logs_snapshots_and_evaluates_claims(make_cfg, tmp_path):
     assert cbo.metrics.f_evals.iloc[-1] == 40 * 200
     assert [c["name"][:2] for c in cbo.summary["claims"]] == ["C1"]
     rows = cross_run_claims(runs)
-    assert [r["n"] for r in rows] == [1, 1]
+    assert [r["n"] for r in rows] == [1, 1] and [r["name"][:2] for r in rows] == ["X1", "X2"]
     assert (tmp_path / "cbo" / "cbo" / "landscape.png").exists()
 
 
@@ -100,3 +100,12 @@ def test_paper_scale_is_the_2d_setup_with_a_rastrigin_extra(make_cfg):
     arms = {(s, a): o for s, a, o in experiments.arm_runs("cbo", "paper")}
     cfg = make_cfg(*arms[("rastrigin", "cbo")])
     assert (cfg.problem.d, cfg.algorithm.noise, cfg.algorithm.particles, cfg.arm) == (10, "anisotropic", 500, "cbo")
+
+
+def test_langevin_between_is_a_strict_ordering():
+    """X1 passes only when GD < Langevin < CBO: a tie with GD (or with CBO) is not "between"."""
+    from experiments.cbo.claims import _between
+
+    assert _between(0.0, 38.0, 100.0) == 38.0
+    assert _between(0.0, 0.0, 100.0) == 0.0 and _between(0.0, 100.0, 100.0) == 0.0
+    assert _between(10.0, 5.0, 100.0) < 0

@@ -127,3 +127,15 @@ def test_architecture_coverage_claim():
     assert row["passed"] and row["measured"] == 6 and row["kind"] == "check"
     (row,) = claims.cross_run_claims([run(a) for a in archs[:-1]] + [run("transformer", study=None)])
     assert not row["passed"] and "transformer" in row["note"]
+
+
+def test_issue16_kinds_and_paper_numbers():
+    """S4 (r <= 1 under the controller) is a check; R3 counts a transition at the paper's loss ratio of 2
+    (not the failure ratio 1.1); T1 shows the paper's ratio beside our margin."""
+    by = {c.name.split()[0]: c for c in claims.CLAIMS}
+    assert by["S4"].kind == "check"
+    assert not by["R3"].check(1.5) and by["R3"].check(2.5) and "> 2" in by["R3"].criterion
+    assert claims.T1_PAPER_RATIO == pytest.approx(0.165, abs=1e-3)
+    runs = [_temperature_run(T, s, 1.5 + 0.01 * s, 0.1 * T) for T in (0.5, 1, 2, 4) for s in (0, 1)]
+    (row,) = claims.cross_run_claims(runs)
+    assert "0.17" in row["paper"] and "0.17" in row["criterion"] and "0.17" in row["note"]

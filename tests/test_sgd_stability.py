@@ -158,7 +158,14 @@ def test_eos_measures():
     assert C.eos_crossing(df) == 40
     assert C.eos_mean_after(df) == pytest.approx((1.1 + 1.0 + 1.05) / 3)
     assert C.loss_rise_fraction(df) == pytest.approx(2 / 3)
+    assert C.eos_outside_fraction(df) == 0
+    assert C.eos_outside_fraction(_eos_frame([0.5, 0.95, 1.3, 0.8, 1.0], [5, 4, 3, 2, 1])) == pytest.approx(2 / 3)
     assert math.isnan(C.eos_crossing(_eos_frame([0.5, 0.6], [2, 1])))
+    assert math.isnan(C.eos_outside_fraction(_eos_frame([0.5, 0.6], [2, 1])))
+    # the prototype's tolerances: train MSE <= 1e-6, mean ratio in [0.95, 1.10], crossing by step 1500
+    assert (C.CONVERGED, C.EOS_BAND, C.EOS_RANGE, C.EOS_BY_STEP) == (1e-6, (0.95, 1.10), (0.85, 1.25), 1500)
+    e2 = next(c for c in C.CLAIMS if c.name.startswith("E2 "))
+    assert e2.check(1.08) and not e2.check(1.12) and not e2.check(0.93)
 
 
 def _run(setup, lr, batch, trace, test, norm, seed=0, status="completed"):
@@ -175,17 +182,24 @@ def _run(setup, lr, batch, trace, test, norm, seed=0, status="completed"):
 
 
 def test_cross_run_claims():
-    runs = [_run("dln", 0.01, 1, 150, 1.2, 6.8), _run("dln", 0.04, 1, 37, 0.14, 4.2),
+    runs = [_run("dln", 0.01, 1, 150, 1.2, 6.8), _run("dln", 0.04, 1, 37, 0.01, 4.2),
             _run("dln", 0.01, None, 160, 1.26, 6.9), _run("dln", 0.04, None, 160, 1.26, 6.9),
             _run("dln", 0.08, 1, 0, 0, 0, status="diverged")]
     rows = {r["name"].split(":")[0]: r for r in C.cross_run_claims(runs)}
     assert set(rows) == {"X1a dln", "X1b dln", "X2 dln", "X3 dln", "X4 dln", "X5 dln"}
     assert all(r["passed"] for r in rows.values())
     assert {n for n, r in rows.items() if r["kind"] == "headline"} == {"X1a dln", "X2 dln", "X4 dln"}
-    ad_hoc = _run("dln", 0.04, 1, 37, 0.14, 4.2)
+    ad_hoc = _run("dln", 0.04, 1, 37, 0.01, 4.2)
     ad_hoc.cfg = {k: v for k, v in ad_hoc.cfg.items() if k not in ("study", "arm")}
     assert C.cross_run_claims([_run("dln", 0.01, 1, 150, 1.2, 6.8), ad_hoc]) == []  # runs outside a study: left out
-    assert rows["X4 dln"]["measured"] == pytest.approx(0.14 / 1.26)
+    assert rows["X4 dln"]["measured"] == pytest.approx(0.01 / 1.26)
+    # DLN: SGD's test MSE must be under 1 % of GD's (the prototype's P3); ReLU: below GD's (no number known)
+    worse = [_run("dln", 0.04, 1, 37, 0.14, 4.2) if i == 1 else r for i, r in enumerate(runs)]
+    x4 = {r["name"][:6]: r for r in C.cross_run_claims(worse)}["X4 dln"]
+    assert not x4["passed"] and "< 0.01" in x4["criterion"]
+    relu = [_run("relu", lr, b, 40, t, 1, seed=0) for lr, b, t in ((0.01, 1, 1), (0.02, 1, 0.5), (0.02, None, 0.6))]
+    x4 = {r["name"][:7]: r for r in C.cross_run_claims(relu)}["X4 relu"]
+    assert x4["passed"] and "< 1 " in x4["criterion"]
     assert rows["X5 dln"]["measured"] == pytest.approx(0.04 * 160 / 2)
     rising = C.cross_run_claims([_run("relu", 0.01, 1, 40, 1, 1), _run("relu", 0.02, 1, 45, 1, 1)])
     assert not {r["name"][:3]: r for r in rising}["X1b"]["passed"]

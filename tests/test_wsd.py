@@ -134,7 +134,8 @@ def test_scales_compose_the_whole_setup(make_cfg):
 
 
 def test_claims_from_a_tiny_sweep(make_cfg, tmp_path):
-    base = [*TINY, "optimizer.lr=4", f"results_dir={tmp_path}"]
+    # population every 10 updates: the stable path steps D after each fork are then logged (branches shift the count)
+    base = [*TINY, "hooks.population.every=10", "optimizer.lr=4", f"results_dir={tmp_path}"]
     for extra in (["study=schedules", "arm=wsd", "schedule=wsd"], ["study=schedules", "arm=wsd_s", "schedule=wsd_s"],
                   ["study=schedules", "arm=cyclic_cosine", "schedule=cyclic_cosine"],
                   ["study=tuned_cosine", "arm=cosine", "schedule=cyclic_cosine", "schedule.budgets=[400]"]):
@@ -149,8 +150,29 @@ def test_claims_from_a_tiny_sweep(make_cfg, tmp_path):
     assert steps["measured"] == pytest.approx(400 / 430) and steps["passed"]
     assert [r["kind"] for r in rows] == ["headline", "headline", "check", "supporting"]
     wsd = next(r for r in runs if r.is_in("schedules", "wsd"))
-    assert {c["name"] for c in wsd.summary["claims"]} == {"decay gain, budget 1", "decay gain, budget 2",
-                                                          "decay gain, budget 3"}
+    assert {c["name"] for c in wsd.summary["claims"]} == {"decay vs stable drop, budget 1",
+                                                          "decay vs stable drop, budget 2",
+                                                          "decay vs stable drop, budget 3"}
     assert {c["kind"] for c in wsd.summary["claims"]} == {"headline"}
     assert not any(r.summary.get("claims") for r in runs if not r.is_in("schedules", "wsd"))
     assert all(math.isfinite(c["measured"]) for c in wsd.summary["claims"])
+
+
+def test_decay_and_stable_drops_over_the_same_steps():
+    """Budget k < last: stable drop from the fork to D steps later on the main branch (not the discarded
+    branch, which passes the same path steps); last budget: the D stable steps before the fork."""
+    E = wsd_claims.EXCESS
+    rows = [  # (phase, path_step, fork, budget, excess)
+        ("stable", 80, None, None, 0.60), ("stable", 90, 100, None, 0.50), ("branch", 100, None, 100, 0.30),
+        ("stable", 100, None, None, 0.45), ("stable", 160, None, None, 0.42), ("stable", 180, 200, None, 0.40),
+        ("decay", 200, None, 200, 0.20)]
+    df = pd.DataFrame(rows, columns=["phase", "path_step", "fork", "budget", E])
+    cfg = {"schedule": {"budgets": [100, 200]}}
+    assert wsd_claims.drops(df, cfg, 0) == pytest.approx((0.20, 0.05))
+    assert wsd_claims.drops(df, cfg, 1) == pytest.approx((0.20, 0.02))
+    assert wsd_claims.stable_share(df, cfg, 0) == pytest.approx(0.25)
+    bad = df.assign(**{E: df[E].where(df.phase != "decay", 0.5)})
+    with pytest.raises(ValueError, match="did not lower"):
+        wsd_claims.stable_share(bad, cfg, 1)
+    with pytest.raises(ValueError, match="not logged on the stable branch"):
+        wsd_claims.drops(df.drop(index=3), cfg, 0)

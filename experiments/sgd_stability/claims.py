@@ -2,10 +2,11 @@
 
 Per run (`CLAIMS`): SGD (batch size 1) runs end at an interpolating minimum with eta*tr(H)/2 <= 1,
 GD runs with eta*lambda_max/2 <= 1 (the sharpness hook's `sharpness/sgd_ratio`, `sharpness/gd_ratio`
-at the last step); edge-of-stability runs see lambda_max cross 0.9*2/eta and then hover at 2/eta.
+at the last step; final train MSE <= 1e-6); edge-of-stability runs see lambda_max cross 0.9*2/eta by
+step 1500 and then hover at 2/eta (mean ratio in [0.95, 1.10], every probe in [0.85, 1.25]).
 Across runs (`cross_run_claims`): GD's trace exceeds 2/eta where SGD's cannot, and a larger eta
 gives SGD a smaller trace, a smaller parameter norm and a lower test error.
-The 1.05 slack in the stability claims is the note's criterion P1/P2: the trace estimate carries a
+The 1.05 slack in the stability claims is the DLN prototype's criterion P1/P2: the trace estimate carries a
 standard error of about 1 % at these settings (logged as `sharpness/trace_se`); see this folder's
 README.md. Hook metrics are the columns `<hook>/<name>` (`sharpness/...`, `evaluate/...`); the
 trainer's `loss` keeps its name.
@@ -22,9 +23,13 @@ import pandas as pd
 
 from runner.claims import Claim
 
-CONVERGED = 1e-4  # final full-batch training MSE counted as interpolation (initial loss ~ 1-3.5)
+CONVERGED = 1e-6  # final full-batch training MSE counted as interpolation (the prototype's criteria P1-P3: train loss < 1e-6)
 EOS_FRACTION = 0.9  # lambda_max >= 0.9 * 2/eta counts as having reached the edge of stability
-EOS_BAND = (0.9, 1.15)
+EOS_BAND = (0.95, 1.10)  # mean lambda_max/(2/eta) after the crossing (the EoS prototype's criterion)
+EOS_RANGE = (0.85, 1.25)  # every probe after the crossing (the EoS prototype's criterion)
+EOS_BY_STEP = 1500  # the crossing happens by this step (the EoS prototype's criterion)
+X4_MAX = {"dln": 0.01}  # SGD/GD test MSE at the largest eta: the DLN prototype's criterion P3 ("under 1 %");
+# no number is known for the ReLU setting: there the claim is the qualitative "SGD below GD" (< 1)
 NORMS = {"dln": "beta_l1", "relu": "path_norm"}  # the parameter norm of each Wu & Su study (evaluate/<norm>)
 WU_SU_STUDIES = tuple(NORMS)                       # studies with SGD and GD arms
 EOS_STUDY = "eos"
@@ -65,6 +70,14 @@ def eos_mean_after(df: pd.DataFrame) -> float:
     return float(c[c.step > t].ratio.mean()) if math.isfinite(t) else math.nan
 
 
+def eos_outside_fraction(df: pd.DataFrame) -> float:
+    """Fraction of the probes after the crossing whose lambda_max/(2/eta) lies outside EOS_RANGE."""
+    c = eos_curve(df)
+    t = eos_crossing(df)
+    after = c[c.step > t].ratio if math.isfinite(t) else c.ratio.iloc[:0]
+    return float(((after < EOS_RANGE[0]) | (after > EOS_RANGE[1])).mean()) if len(after) else math.nan
+
+
 def loss_rise_fraction(df: pd.DataFrame, after: bool = True) -> float:
     """Fraction of steps whose full-batch loss is above the previous step's, after (or before) the crossing."""
     t = eos_crossing(df)
@@ -74,14 +87,15 @@ def loss_rise_fraction(df: pd.DataFrame, after: bool = True) -> float:
     return float(part.mean()) if len(part) else math.nan
 
 
-WU_SU = "a minimum linearly stable for SGD has tr(H) <= 2/eta (Wu & Su 2023, Thm.)"
+WU_SU = ("Wu & Su 2023, main theorem: a global minimum linearly stable for SGD (batch 1) has tr(H) <= 2/eta, "
+         "i.e. eta*tr(H)/2 <= 1 (paper's bound: 1; a CPU prototype of the DLN, 80k steps, d=1000: max 0.97)")
 
 CLAIMS = [
     Claim("S0 SGD interpolates", "trained until the training loss is (near) zero",
           f"final train MSE <= {CONVERGED:g}", lambda df, c: final(df, "evaluate/train_loss"),
           lambda v: v <= CONVERGED, kind="supporting", study=WU_SU_STUDIES, arms="sgd"),
     Claim("S1 SGD: eta*tr(H)/2 <= 1", WU_SU,
-          "p_B*eta*tr(H)/2 <= 1.05 at the end (p_B = 1 at batch size 1; see runner/hooks/sharpness.py)",
+          "p_B*eta*tr(H)/2 <= 1.05 at the end (p_B = 1 at batch size 1; 5 % for the trace estimate's error)",
           lambda df, c: final(df, "sharpness/sgd_ratio"), lambda v: v <= 1.05, kind="headline", study=WU_SU_STUDIES, arms="sgd"),
     Claim("G0 GD interpolates", "trained until the training loss is (near) zero",
           f"final train MSE <= {CONVERGED:g}", lambda df, c: final(df, "evaluate/train_loss"),
@@ -91,12 +105,15 @@ CLAIMS = [
           kind="check", study=WU_SU_STUDIES, arms="gd"),
     Claim("E1 EoS: lambda_max reaches 2/eta",
           "full-batch GD: sharpness rises until it reaches 2/eta (Cohen et al. 2021)",
-          f"first step with lambda_max >= {EOS_FRACTION}*2/eta exists (measured: that step)",
-          lambda df, c: eos_crossing(df), lambda v: math.isfinite(v), kind="supporting", study=EOS_STUDY),
+          f"first step with lambda_max >= {EOS_FRACTION}*2/eta is <= {EOS_BY_STEP} (measured: that step)",
+          lambda df, c: eos_crossing(df), lambda v: v <= EOS_BY_STEP, kind="supporting", study=EOS_STUDY),
     Claim("E2 EoS: hovers at 2/eta", "then hovers just above 2/eta (Cohen et al. 2021; prototype 1.018, 0.998)",
           f"mean lambda_max/(2/eta) after the crossing in [{EOS_BAND[0]}, {EOS_BAND[1]}]",
           lambda df, c: eos_mean_after(df), lambda v: EOS_BAND[0] <= v <= EOS_BAND[1], kind="supporting",
           study=EOS_STUDY),
+    Claim("E2b EoS: stays near 2/eta", "and stays near it (prototype ranges 0.93-1.18 and 0.92-1.05)",
+          f"fraction of probes after the crossing with lambda_max/(2/eta) outside [{EOS_RANGE[0]}, {EOS_RANGE[1]}] == 0",
+          lambda df, c: eos_outside_fraction(df), lambda v: v == 0, kind="supporting", study=EOS_STUDY),
     Claim("E3 EoS: loss non-monotone", "while the loss keeps falling non-monotonically (Cohen et al. 2021)",
           "fraction of steps with a loss increase after the crossing >= 0.1",
           lambda df, c: loss_rise_fraction(df), lambda v: v >= 0.1, kind="supporting", study=EOS_STUDY),
@@ -144,7 +161,9 @@ def cross_run_claims(runs: list) -> list[dict]:
             rises = [(b - a) / math.hypot(sa, sb) for a, b, sa, sb in zip(traces, traces[1:], ses, ses[1:])]
             note = f"tr(H) = {[round(t, 3) for t in traces]} at eta = {lrs}"
             rows.append(_row(f"X1a {name}: SGD tr(H) falls with eta",
-                             "larger eta regularizes more: the stable SGD minimum is flatter",
+                             "Wu & Su: a larger eta regularizes more, the bound 2/eta on tr(H) falls as 1/eta "
+                             f"(bound ratio here {lrs[0] / lrs[-1]:.3g}; no measured number known from the paper; "
+                             "DLN prototype: tr(H) 488 -> 1.98 from eta 0.004 to 0.126, ratio 0.004)",
                              "tr(H) at the largest / at the smallest eta < 1", traces[-1] / traces[0],
                              traces[-1] < traces[0], "headline", n=len(lrs), note=note))
             rows.append(_row(f"X1b {name}: ... never rises with eta",
@@ -154,7 +173,8 @@ def cross_run_claims(runs: list) -> list[dict]:
             lo, hi = lrs[0], lrs[-1]
             n_lo, n_hi = _mean(s[lo], norm), _mean(s[hi], norm)
             rows.append(_row(f"X2 {name}: SGD {norm} falls with eta",
-                             "sharpness is equivalent to a parameter norm (l1 of beta / path norm)",
+                             "Wu & Su: for this model tr(H) is equivalent to a parameter norm (l1 of beta / path "
+                             "norm), so a larger eta gives SGD a smaller norm (qualitative; no number known)",
                              f"{norm}(eta={hi}) / {norm}(eta={lo}) < 1", n_hi / n_lo, n_hi < n_lo, "headline", n=2))
             t_lo, t_hi = _mean(s[lo], "test_loss"), _mean(s[hi], "test_loss")
             rows.append(_row(f"X3 {name}: SGD test error falls with eta",
@@ -164,10 +184,14 @@ def cross_run_claims(runs: list) -> list[dict]:
         if shared:
             hi = shared[-1]
             ratio = _mean(s[hi], "test_loss") / _mean(g[hi], "test_loss")
-            rows.append(_row(f"X4 {name}: SGD beats GD at the largest eta",
-                             "GD's stability constraint is too weak to ensure generalization",
-                             f"SGD test MSE / GD test MSE at eta={hi} < 1 (mean over seeds)", ratio, ratio < 1, "headline",
-                             n=2))
+            limit = X4_MAX.get(name, 1.0)
+            paper = ("Wu & Su: SGD's stable minima generalize, GD's stability constraint is too weak "
+                     + ("(no number known from the paper; DLN prototype at eta=0.126: SGD test MSE 0.00 vs GD 137, "
+                        "criterion: under 1 % of GD's)" if name in X4_MAX else
+                        "(qualitative; no number known for the two-layer ReLU)"))
+            rows.append(_row(f"X4 {name}: SGD beats GD at the largest eta", paper,
+                             f"SGD test MSE / GD test MSE at eta={hi} < {limit:g} (mean over seeds)", ratio,
+                             ratio < limit, "headline", n=2))
         if len(g) >= 2:
             lrs = sorted(g)
             top = lrs[len(lrs) // 2:]

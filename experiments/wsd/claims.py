@@ -1,11 +1,12 @@
 """Claims of the WSD / river-valley paper, measured on the population loss of the bigram toy.
 
-Per WSD run: the decay to budget B_k lowers the excess population loss relative to the
-weights it started from (the fork point B_k - D_k on the stable branch). Across runs of one seed
-(`cross_run_claims`): WSD-S against cyclic cosine and WSD at the same budgets, and the final WSD
-checkpoint against the cosine schedule tuned to the largest budget. The paper gives no numbers for
-its toy (see this folder's README.md); thresholds are the issue's pass criteria, the prototype's values
-(19/25/43 % decay gain; excess .127/.082/.053 WSD-S vs .173/.106/.063 cyclic cosine) are in the text.
+Per WSD run: over the same number of steps D_k (the decay length for budget B_k), the decay branch
+lowers the excess population loss by at least K_DECAY times what the stable branch does (the paper's
+"elevated in the stable phase, sharp drop in the decay"). The paper gives no number for this, so
+K_DECAY was fixed on held-out seeds 100-102 (the claim's runs use seeds 0-2); see this folder's README.md.
+Across runs of one seed (`cross_run_claims`): WSD-S against cyclic cosine and WSD at the same budgets,
+and the final WSD checkpoint against the cosine schedule tuned to the largest budget; the prototype's
+values (excess .127/.082/.053 WSD-S vs .173/.106/.063 cyclic cosine) are in the text.
 Runs are selected by the studies and arms of `studies.yaml`: study `schedules` (arms wsd, wsd_s,
 cyclic_cosine) and study `tuned_cosine` (one cosine run per budget).
 """
@@ -18,7 +19,8 @@ import pandas as pd
 
 from runner.claims import Claim, cross_run_row, in_study
 
-MIN_GAIN = 15.0  # percent
+K_DECAY = 1.2  # decay drop >= K_DECAY x stable drop over the same D steps; fixed on held-out seeds 100-102
+MAX_STABLE_SHARE = 1.0 / K_DECAY
 
 
 def population(name: str) -> str:
@@ -52,23 +54,51 @@ def excess_at(df: pd.DataFrame, column: str, b: int, metric: str = EXCESS) -> fl
     return float(rows[metric].dropna().iloc[-1])
 
 
-def decay_gain(df: pd.DataFrame, cfg: dict, k: int) -> float:
-    """Percent by which the decay to the k-th budget lowers the excess loss (vs its fork point)."""
-    b = budgets(cfg)[k]
-    before, after = excess_at(df, "fork", b), excess_at(df, "budget", b)
-    return 100.0 * (before - after) / before
+def stable_at(df: pd.DataFrame, path_step: int, metric: str = EXCESS) -> float:
+    """The metric on the stable (main) branch at `path_step` (a discarded branch passes the same path steps)."""
+    rows = df[(df["phase"] == "stable") & (df["path_step"] == path_step)][metric].dropna()
+    if rows.empty:
+        raise ValueError(f"{metric} not logged on the stable branch at path step {path_step} "
+                         f"(the population hook's interval must divide it)")
+    return float(rows.iloc[-1])
+
+
+def drops(df: pd.DataFrame, cfg: dict, k: int) -> tuple[float, float]:
+    """(decay drop, stable drop) of the excess loss over the same number of steps D_k = B_k - fork.
+
+    Decay: excess at the fork minus excess after the decay to B_k. Stable: excess at the fork minus
+    excess D_k stable steps later on the main branch; for the last budget, where the main branch
+    ends in the decay, the D_k stable steps before the fork are used instead."""
+    bs = budgets(cfg)
+    b = bs[k]
+    fork_rows = df[df["fork"] == b]
+    fork_step = int(fork_rows["path_step"].iloc[-1])
+    d = b - fork_step
+    at_fork = excess_at(df, "fork", b)
+    decay = at_fork - excess_at(df, "budget", b)
+    stable = (at_fork - stable_at(df, fork_step + d)) if k < len(bs) - 1 else (stable_at(df, fork_step - d) - at_fork)
+    return decay, stable
+
+
+def stable_share(df: pd.DataFrame, cfg: dict, k: int) -> float:
+    """Stable drop / decay drop over the same D_k steps (<= 1/K_DECAY means decay drop >= K_DECAY x stable drop)."""
+    decay, stable = drops(df, cfg, k)
+    if not decay > 0:
+        raise ValueError(f"the decay to budget {budgets(cfg)[k]} did not lower the excess loss ({decay:+.4g})")
+    return stable / decay
 
 
 def _has_budget(k: int):
     return lambda cfg: len(budgets(cfg)) > k
 
 
-PROTO = ["19 %", "25 %", "43 %"]
 CLAIMS = [
-    Claim(f"decay gain, budget {k + 1}",
-          f"the decay phase reveals the progress made at high LR (loss drops sharply in the decay); "
-          f"prototype {PROTO[k]}", f"(excess at fork - excess after decay) / excess at fork >= {MIN_GAIN:g} %",
-          lambda df, c, k=k: decay_gain(df, c, k), lambda v: v >= MIN_GAIN, _has_budget(k),
+    Claim(f"decay vs stable drop, budget {k + 1}",
+          "loss stays elevated in the stable phase and drops sharply in the decay (paper: abstract and its "
+          f"WSD loss curves, no number); k = {K_DECAY:g} fixed on held-out seeds 100-102",
+          f"(stable drop over D steps) / (decay drop over the same D steps) <= 1/k = {MAX_STABLE_SHARE:.3g}, "
+          "i.e. decay drop >= k x stable drop",
+          lambda df, c, k=k: stable_share(df, c, k), lambda v: v <= MAX_STABLE_SHARE, _has_budget(k),
           kind="headline", study=SCHEDULES, arms="wsd")
     for k in range(3)
 ]
