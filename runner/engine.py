@@ -79,7 +79,7 @@ class Engine:
             for k, v in h.publish(h(state)).items():
                 if k in row or k in out:
                     raise OptrunError(f"hooks.{h.name}: metric '{k}' is also written by another writer "
-                                      "(list it in neither global_metrics, or rename it)")
+                                      "(rename it, or drop it from global_metrics)")
                 out[k] = v
         return out
 
