@@ -52,12 +52,18 @@ def flat_gradients(model: torch.nn.Module, names: list[str], x: torch.Tensor, y:
 
 def prune(model: torch.nn.Module, method: str, sparsity: float, x: torch.Tensor, y: torch.Tensor,
           generator: torch.Generator, m: int = 256, grad_batch: int = 1, damp: float = 1e-2,
-          rounds: int = 1, method_mfac: str = "recursion") -> dict:
+          rounds: int = 1, method_mfac: str = "recursion", alive: torch.Tensor | None = None,
+          damp_absolute: bool = False) -> dict:
     """Prune `model` in place to `sparsity` of its weight matrices; return diagnostics.
 
     `method_mfac`: how M-FAC computes its coefficients (recursion, or cholesky for large m).
+    `damp` is relative to the mean Fisher diagonal unless `damp_absolute` (then it is lambda itself).
+    `alive` (gradual pruning): a boolean mask over the flattened weight matrices of the weights still
+    in the model; the others are already pruned, stay zero and are neither candidates nor compensated,
+    and the rounds go from the current density to the target geometrically, as the official gradual
+    pruner's recomputations. Without it every weight is a candidate and the rounds step linearly.
     Diagnostics: `predicted` (sum of the removed weights' OBS saliencies, the loss increase OBS
-    predicts; mfac only) and `damp` (the absolute damping used last)."""
+    predicts; mfac only), `damp` (the absolute damping used last) and `alive` (the new mask)."""
     if method not in METHODS:
         raise OptrunError(f"prune method: unknown '{method}' (expected one of: {', '.join(METHODS)})")
     if not 0.0 <= sparsity < 1.0 or rounds < 1:
@@ -66,11 +72,18 @@ def prune(model: torch.nn.Module, method: str, sparsity: float, x: torch.Tensor,
     params = dict(model.named_parameters())
     with torch.no_grad():
         w = torch.cat([params[n].reshape(-1) for n in names])
-    alive = torch.ones_like(w, dtype=torch.bool)
+    gradual = alive is not None
+    alive = torch.ones_like(w, dtype=torch.bool) if alive is None else alive.to(w.device, torch.bool).clone()
     total = w.numel()
     info = {"predicted": 0.0, "damp": float("nan")}
-    for r in range(1, (1 if method == "magnitude" else rounds) + 1):
-        n_remove = round(sparsity * total * r / (1 if method == "magnitude" else rounds)) - int((~alive).sum())
+    n_rounds = 1 if method == "magnitude" else rounds
+    density0 = float(alive.sum()) / total
+    for r in range(1, n_rounds + 1):
+        if gradual:  # density (1 - s0) * fac^r, fac = ((1 - s) / (1 - s0))^(1/rounds)
+            target = 1.0 - density0 * ((1.0 - sparsity) / density0) ** (r / n_rounds) if density0 > 0 else 1.0
+            n_remove = round(target * total) - int((~alive).sum())
+        else:
+            n_remove = round(sparsity * total * r / n_rounds) - int((~alive).sum())
         if n_remove <= 0:
             continue
         idx = alive.nonzero().squeeze(1)
@@ -80,7 +93,7 @@ def prune(model: torch.nn.Module, method: str, sparsity: float, x: torch.Tensor,
         else:
             G = flat_gradients(model, names, x, y, m, grad_batch, generator)[:, idx]
             fisher_diag = G.pow(2).mean(0)
-            lam = damp * float(fisher_diag.mean()) if float(fisher_diag.mean()) > 0 else damp
+            lam = damp if damp_absolute or float(fisher_diag.mean()) <= 0 else damp * float(fisher_diag.mean())
             info["damp"] = lam
             if method == "fisher":
                 saliency = wa.pow(2) * (lam + fisher_diag) / 2
@@ -98,6 +111,7 @@ def prune(model: torch.nn.Module, method: str, sparsity: float, x: torch.Tensor,
         w[idx] = wa
         alive[idx[drop]] = False
         _write(model, names, w)
+    info["alive"] = alive
     return info
 
 

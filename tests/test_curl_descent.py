@@ -57,10 +57,45 @@ def test_scales_set_the_official_training_length_and_studies_cover_the_claims(ma
     assert (smoke.optimizer.lr, smoke.trainer.steps, smoke.hooks.test_eval.every) == (0.25, 3000, 10)
     assert (paper.optimizer.lr, paper.trainer.steps, paper.hooks.test_eval.every) == (0.05, 100000, 100)
     assert paper.dataset.hidden == paper.model.hidden == 10 and paper.optimizer.rescale
+    assert paper.dataset.n_test == 100 and paper.trainer.batch_size is None  # the argument files' test set
     arms = {(s, a): o for s, a, o in experiments.arm_runs("curl_descent", "paper")}
-    assert set(arms) == {("expanding", "gd"), ("expanding", "flipped_inputs"), ("tanh_speedup", "gd"),
-                         ("tanh_speedup", "curl")}
+    assert set(arms) == {("contracting", "few_flips"), ("contracting", "many_flips"), ("expansion", "in20_hid199"),
+                         ("expansion", "in50_hid169"), ("tanh_speedup", "gd"), ("tanh_speedup", "curl")}
     cfg = make_cfg(*[o.split(",")[0] if o.startswith("seed=") else o for o in arms[("tanh_speedup", "curl")]])
     assert (cfg.model.activation, cfg.dataset.n_train, list(cfg.optimizer.flipped), cfg.trainer.steps) == (
         "tanh", 2000, [0, 1], 100000)
-    assert all(c.scales == ("smoke",) for c in curl.CLAIMS)  # the paper scale speaks through C4 (cross-run)
+
+
+def _grid(overrides, key="optimizer.flipped="):
+    """The flipped-input counts an arm sweeps (`optimizer.flipped=[a,0],[b,0],...`)."""
+    value = next(o for o in overrides if o.startswith(key))[len(key):]
+    return [int(v.split(",")[0]) for v in value.strip("[]").split("],[")]
+
+
+def test_paper_scale_runs_the_official_flip_grids_and_every_claim_selects_runs(make_cfg):
+    """Fig. 3a's argument file: floor(k * d_in / 20) flipped inputs, k = 0..20; each claim applies to
+    runs of the paper scale (C1: 0 and 1 flips, C2: 5..100, C3: 10 of 20), C4 to both speed-up arms."""
+    from runner import experiments
+
+    arms = {(s, a): o for s, a, o in experiments.arm_runs("curl_descent", "paper")}
+    assert _grid(arms["expansion", "in20_hid199"]) == list(range(21))
+    assert _grid(arms["expansion", "in50_hid169"]) == [k * 50 // 20 for k in range(21)]
+    assert _grid(arms["contracting", "many_flips"]) == list(range(5, 101, 5))
+    assert _grid(arms["contracting", "few_flips"]) == [0, 1]
+    assert all("seed=0,1,2,3,4,5,6,7,8,9" in o for o in arms.values())
+    applies = {c.name: 0 for c in curl.CLAIMS}
+    for (study, arm), overrides in arms.items():
+        if study == "tanh_speedup":
+            continue
+        first = [o.split("],[")[0] + "]" if o.startswith("optimizer.flipped=") else o.split(",")[0]
+                 if o.startswith("seed=") else o for o in overrides]
+        cfg = make_cfg(*first)  # one run of the arm, composed; the others differ only in optimizer.flipped
+        assert (cfg.study, cfg.arm, cfg.scale, cfg.trainer.steps) == (study, arm, "paper", 100000)
+        for k in _grid(overrides):
+            plain = {"study": study, "arm": arm, "scale": "paper", "dataset": dict(cfg.dataset),
+                     "model": dict(cfg.model), "optimizer": {**cfg.optimizer, "flipped": [k, 0]}}
+            for c in curl.CLAIMS:
+                applies[c.name] += c.relevant(plain)
+    assert applies == {"C1 contracting, <= 1 flip": 2, "C2 contracting, >= 5 flips": 20,
+                       "C3 expanding, 50% flipped": 1}
+    assert curl.SPEEDUP_STUDY == "tanh_speedup" and {("tanh_speedup", "gd"), ("tanh_speedup", "curl")} <= set(arms)

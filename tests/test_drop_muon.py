@@ -13,6 +13,7 @@ from runner.models.cnn import CNN
 from runner.optim.muon import Muon, newton_schulz
 from runner.report.runs import load_runs
 from runner.results import MetricsWriter
+from runner.trainers.progressive import layer_costs, layer_macs, newton_schulz_macs, step_flops
 from runner.trainers.supervised import SupervisedTrainer
 
 
@@ -24,7 +25,7 @@ def _keep_threads():
 
 
 TINY = ["experiment=drop_muon", "device=cpu", "trainer.steps=12", "model.channels=[4,8,8]", "hooks.test_eval.every=4",
-        "hooks.update_norms.every=1"]
+        "hooks.update_norms.every=1", "hooks.train_eval.dense_steps=5", "hooks.train_eval.every=3"]
 
 
 def test_newton_schulz_orthogonalizes():
@@ -98,7 +99,7 @@ def test_progressive_step_freezes_weights_and_momentum_below_the_start_layer(mak
 
 def test_full_sampling_is_ordinary_training(make_cfg, tmp_path):
     def final(plain: bool):
-        state, trainer, _ = build(make_cfg(*TINY, "trainer.sampling=full"))
+        state, trainer, _ = build(make_cfg(*TINY, "trainer.sampling=full", "trainer.budget=steps"))
         if plain:
             trainer = SupervisedTrainer(steps=12, batch_size=trainer.batch_size)
         Engine(trainer, [], MetricsWriter(tmp_path / "m.csv"), progress=False).run(state)
@@ -119,13 +120,94 @@ def test_bad_sampling_is_one_line(make_cfg):
 def test_scales_compose_the_papers_setup(make_cfg):
     cfg = make_cfg("experiment=drop_muon")
     assert cfg.dataset.name == "digits" and list(cfg.model.channels) == [32, 64, 128] and cfg.trainer.steps == 300
+    assert cfg.trainer.budget == "flops" and cfg.hooks.train_eval.max_samples == 512
     cfg = make_cfg("experiment=drop_muon", "scale=paper")
     assert cfg.dataset.name == "mnist" and list(cfg.model.channels) == [64, 128, 256] and cfg.model.pool
     assert cfg.trainer.batch_size == 8192 and cfg.optimizer.lr == 0.1 and cfg.threads is None
     assert cfg.trainer._target_.endswith("ProgressiveTrainer") and cfg.optimizer._target_.endswith("Muon")
+    assert cfg.trainer.budget == "flops" and cfg.schedule._target_.endswith("CosineAnnealingLR")
+    assert cfg.hooks.train_eval._target_.endswith("TrainSubsetEval") and cfg.hooks.train_eval.max_samples == 10000
     for scale in ("smoke", "paper"):
         (study,) = experiments.studies("drop_muon", scale).values()
         assert study["arms"] == {"muon": ["trainer.sampling=full"], "drop_muon": ["trainer.sampling=uniform"]}
+
+
+def test_flops_of_known_layers_by_hand():
+    m = CNN((1, 8, 8), 10, channels=[4, 8, 16], pool=True, hidden=None)
+    # conv 1->4 at 8x8; pool; conv 4->8 at 4x4; pool; conv 8->16 at 2x2; 2x2 average pool; linear 64->10
+    assert layer_macs(m, torch.zeros(1, 1, 8, 8)) == [8 * 8 * 4 * 1 * 9, 4 * 4 * 8 * 4 * 9, 2 * 2 * 16 * 8 * 9, 64 * 10]
+    # Newton-Schulz on the 16 x 72 kernel matrix of conv 3: 5 x (2 * 16^2 * 72 + 16^3)
+    assert newton_schulz_macs(torch.Size([16, 8, 3, 3]), 5) == 5 * (2 * 16 * 16 * 72 + 16 ** 3)
+    assert newton_schulz_macs(torch.Size([72, 16]), 5) == newton_schulz_macs(torch.Size([16, 72]), 5)
+    fwd, opt = layer_costs(m, torch.zeros(1, 1, 8, 8), Muon(m.parameters()))
+    assert fwd == [2 * 2304, 2 * 4608, 2 * 4608, 2 * 640]
+    assert opt[2] == 2 * newton_schulz_macs(torch.Size([16, 8, 3, 3]), 5)
+    assert layer_costs(m, torch.zeros(1, 1, 8, 8), torch.optim.SGD(m.parameters(), lr=0.1))[1] == [0, 0, 0, 0]
+    # start at layer 2 of 3 (0-based s=1), 10 samples: forward of all, weight grads of 2, 3, input grad of 3
+    assert step_flops([2, 4, 6], [1, 1, 1], 1, 10) == (10 * (4 + 6 + 6), 10 * 12 + 160 + 2)
+    assert step_flops([2, 4, 6], [1, 1, 1], 0, 10) == (10 * (12 + 10), 10 * 12 + 220 + 3)
+
+
+def _budget_run(make_cfg, sampling: str, *extra):
+    state, trainer, _ = build(make_cfg(*TINY, f"trainer.sampling={sampling}", "trainer.batch_size=64", *extra))
+    (phase,) = trainer.phases(state)
+    base = [g["lr"] for g in state.optimizer.param_groups]
+    lrs, spent = [], []
+    for _ in range(phase.steps):
+        lrs.append([g["lr"] for g in state.optimizer.param_groups])
+        spent.append(trainer.train_flops)
+        m = trainer.step(state)
+        if state.stop:
+            break
+    return trainer, base, lrs, spent, m
+
+
+def test_budget_is_the_compute_of_the_full_runs_steps(make_cfg):
+    full, _, lrs, _, m = _budget_run(make_cfg, "full")
+    assert len(lrs) == 12 and full.train_flops == full.budget and m["budget_used"] == 1.0
+    drop, _, lrs_d, _, m = _budget_run(make_cfg, "uniform")
+    assert drop.budget == full.budget
+    assert len(lrs_d) > 12 and drop.train_flops >= drop.budget  # cheaper steps: more of them
+    last = step_flops(drop.fwd, drop.opt, m["start_layer"] - 1, 64)[1]
+    assert drop.train_flops - last < drop.budget  # it stopped on the step that exhausted the budget
+    assert m["backward_flops"] < full.backward_flops  # the same compute, less of it backward
+
+
+def test_schedule_runs_over_the_budget_not_the_steps(make_cfg):
+    import math
+
+    for sampling in ("full", "uniform"):
+        trainer, base, lrs, spent, _ = _budget_run(make_cfg, sampling)
+        for lr, used in zip(lrs, spent):
+            f = 0.5 * (1 + math.cos(math.pi * used / trainer.budget))
+            assert lr == pytest.approx([b * f for b in base], rel=1e-9, abs=1e-12)
+    # full sampling with equal batches: the cosine over the budget is the cosine over the steps
+    state, _, _ = build(make_cfg(*TINY, "trainer.sampling=full", "trainer.budget=steps", "trainer.batch_size=64"))
+    ref = []
+    for _ in range(12):
+        ref.append(state.optimizer.param_groups[0]["lr"])
+        state.optimizer.step(), state.scheduler.step()
+    _, _, lrs, _, _ = _budget_run(make_cfg, "full")
+    assert [lr[0] for lr in lrs] == pytest.approx(ref, rel=1e-6, abs=1e-12)
+
+
+def test_bad_budget_is_one_line(make_cfg):
+    with pytest.raises(Exception, match="trainer.budget: unknown 'time'"):
+        build(make_cfg(*TINY, "trainer.budget=time"))
+
+
+def test_train_eval_is_dense_early_and_the_same_subset_in_both_arms(make_cfg):
+    subsets = []
+    for sampling in ("full", "uniform"):
+        state, trainer, hooks = build(make_cfg(*TINY, f"trainer.sampling={sampling}"))
+        h = next(h for h in hooks if h.name == "train_eval")
+        assert [s for s in range(1, 13) if h.due(s)] == [1, 2, 3, 4, 5, 6, 9, 12] and h.due(0, start=True)
+        trainer.phases(state)
+        trainer.step(state)  # the trainer's draws do not move the hook's stream
+        h.setup(state)
+        subsets.append(h.x.clone())
+        assert len(h.y) == 512 and 0 <= float(h(state)["train_acc"]) <= 100
+    assert torch.equal(*subsets)
 
 
 def test_claims_from_a_tiny_sweep(make_cfg, tmp_path):
@@ -134,17 +216,46 @@ def test_claims_from_a_tiny_sweep(make_cfg, tmp_path):
                 tmp_path / s)
     runs, _ = load_runs(tmp_path)
     df = next(r for r in runs if r.cfg["trainer"]["sampling"] == "uniform").metrics
-    assert {"start_layer", "layers_updated", "layer_backward", "train_time_s", dm_claims.TEST_ACC,
-            "update_norms/update_norm_1"} <= set(df)
+    assert {"start_layer", "layers_updated", "layer_backward", "train_time_s", "train_flops", "backward_flops",
+            dm_claims.TRAIN_ACC, dm_claims.TEST_ACC, "update_norms/update_norm_1"} <= set(df)
     assert dm_claims.norm_cols(df) == [f"update_norms/update_norm_{i}" for i in range(1, 5)]
-    assert df.layer_backward.iloc[-1] == df.layers_updated.sum()  # log_every=5, update_norms every step: all rows
+    assert df.layer_backward.iloc[-1] == df.layers_updated.sum()  # update_norms every step: every row logged
     assert dm_claims.frozen_update_max(df, {}) == 0.0
+    ev = df[df[dm_claims.TRAIN_ACC].notna()]
+    assert list(ev.step[:7]) == [0, 1, 2, 3, 4, 5, 6]  # dense early
     rows = {r["name"]: r for r in dm_claims.cross_run_claims(runs)}
-    assert set(rows) == {"cheaper steps", "layer backward to target", "wall-clock to target", "final accuracy"}
+    assert set(rows) == {"wall-clock speedup to Muon's final training accuracy",
+                         "FLOP speedup to Muon's final training accuracy", "cheaper steps in wall-clock",
+                         "same compute budget"}
     assert all(r["n"] == 1 for r in rows.values())
-    assert {r["kind"] for r in rows.values()} == {"headline", "supporting"}
+    assert {r["kind"] for r in rows.values()} == {"headline", "supporting", "check"}
+    assert rows["same compute budget"]["passed"]
     drop = next(r for r in runs if r.arm == "drop_muon")
     assert [c["kind"] for c in drop.summary["claims"]] == ["check", "check"]
     muon = next(r for r in runs if r.cfg["trainer"]["sampling"] == "full").metrics
-    assert muon.layer_backward.iloc[-1] == 40 * 4
-    assert pd.notna(rows["final accuracy"]["measured"]) and pd.notna(rows["cheaper steps"]["measured"])
+    assert muon.layer_backward.iloc[-1] == 40 * 4 and muon.step.max() == 40 and df.step.max() > 40
+    assert pd.notna(rows["cheaper steps in wall-clock"]["measured"])
+
+
+def test_interrupted_budget_run_resumes_identically(make_cfg, tmp_path, monkeypatch):
+    from runner.trainers.progressive import ProgressiveTrainer
+
+    cfg = make_cfg(*TINY, "trainer.steps=20", "checkpoint.every_steps=10", "flush_every=5")
+    execute(cfg, tmp_path / "reference")
+    original, calls = ProgressiveTrainer.step, []
+
+    def interrupted(self, state):
+        calls.append(1)
+        if len(calls) == 17:  # after the checkpoint at step 10
+            raise KeyboardInterrupt
+        return original(self, state)
+
+    monkeypatch.setattr(ProgressiveTrainer, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(ProgressiveTrainer, "step", original)
+    execute(cfg, tmp_path / "resumed")
+    a, b = (pd.read_csv(tmp_path / r / "metrics.csv").drop(columns=["time_s", "train_time_s"])
+            for r in ("reference", "resumed"))
+    assert a.step.max() > 20  # Drop-Muon: more (cheaper) steps than the budget's 20 full ones
+    pd.testing.assert_frame_equal(a, b)

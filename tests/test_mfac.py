@@ -145,7 +145,10 @@ def test_prune_hook_and_claims_end_to_end(make_cfg, tmp_path):
         if r.study == "pruning":
             r.cfg["arm"] = "sgd"
     rows = {r["name"]: r for r in mfac_claims.cross_run_claims(runs)}
-    assert set(rows) == {"M-FAC optimizer vs tuned sgd"} and rows["M-FAC optimizer vs tuned sgd"]["n"] == 1
+    assert set(rows) == {"M-FAC optimizer vs tuned adam", "M-FAC optimizer vs tuned sgd",
+                         "gradual M-FAC vs magnitude @87.5%"}  # the gradual study exists at paper scale only
+    assert rows["M-FAC optimizer vs tuned sgd"]["n"] == 1 and rows["M-FAC optimizer vs tuned adam"]["n"] == 1
+    assert rows["gradual M-FAC vs magnitude @87.5%"]["n"] == 0 and not rows["gradual M-FAC vs magnitude @87.5%"]["passed"]
 
 
 def test_paper_scale_composes_resnet20_on_cifar10(make_cfg):
@@ -156,6 +159,17 @@ def test_paper_scale_composes_resnet20_on_cifar10(make_cfg):
     mf = make_cfg("experiment=mfac", "scale=paper", "optimizer=mfac", "optimizer.lr=0.001", "optimizer.m=1024",
                   "optimizer.damp=1e-5")
     assert (mf.optimizer.m, mf.optimizer.damp, mf.optimizer.lr) == (1024, 1e-5, 0.001)
+    from runner import experiments
+
+    plan = {(s, a): o for s, a, o in experiments.arm_runs("mfac", "paper")}
+    assert set(plan) == {("pruning", "sgd"), ("optimizer", "adam"), ("optimizer", "mfac"), ("gradual", "mfac"),
+                         ("gradual", "magnitude")}
+    adam = make_cfg(*[o.split(",")[0] if o.startswith(("seed=", "optimizer.lr=")) else o for o in plan["optimizer", "adam"]])
+    assert adam.optimizer._target_ == "torch.optim.Adam" and adam.optimizer.lr == 0.0003 and adam.model.blocks == 3
+    assert "optimizer.lr=0.0003,0.001,0.003" in plan["optimizer", "adam"]
+    # every claim's runs exist at paper scale: the pruning claims' study, and each cross-run reference arm
+    assert all(c.study in {s for s, _ in plan} and "paper" in c.scales for c in mfac_claims.CLAIMS)
+    assert {mfac_claims.MFAC_ARM, *mfac_claims.REFERENCES["paper"].values()} <= set(plan)
     smoke = make_cfg("experiment=mfac")
     assert smoke.model.hidden == [64] and smoke.dataset.name == "digits" and smoke.optimizer.lr == 0.003
 
@@ -170,3 +184,66 @@ def test_prune_hook_leaves_the_model_alone(make_cfg):
     out = hook(state)
     assert all(torch.equal(a, b) for a, b in zip(before, state.model.parameters()))
     assert 0 <= out["prune_acc_mfac_50"] <= 100 and out["prune_acc_dense"] > 0
+
+
+def test_prune_with_a_mask_keeps_pruned_weights_and_reaches_the_target():
+    """Gradual pruning: weights pruned earlier stay zero and out of the candidates (no compensation
+    moves them), the rounds go from the current density to the target, damping can be absolute."""
+    torch.manual_seed(2)
+    model = MLP((8,), 4, hidden=[16])
+    x, y = torch.randn(100, 8), torch.randint(4, (100,))
+    info = prune(model, "mfac", 0.5, x, y, torch.Generator().manual_seed(0), m=20, rounds=2, alive=None)
+    first = info["alive"].clone()
+    assert sparsity_of(model) == pytest.approx(0.5, abs=1 / 192)
+    info = prune(model, "mfac", 0.75, x, y, torch.Generator().manual_seed(1), m=20, rounds=4, alive=first,
+                 damp=1e-5, damp_absolute=True)
+    assert info["damp"] == 1e-5 and sparsity_of(model) == pytest.approx(0.75, abs=1 / 192)
+    w = torch.cat([model.net[1].weight.reshape(-1), model.net[3].weight.reshape(-1)])
+    assert not (w[~first] != 0).any() and bool((info["alive"] <= first).all())  # nothing pruned comes back
+    assert torch.equal(info["alive"], w != 0)
+
+
+def test_gradual_pruning_hook_prunes_on_schedule_and_keeps_the_mask(make_cfg, tmp_path):
+    from runner.report.runs import load_runs
+
+    cfg = make_cfg("experiment=mfac", "device=cpu", "trainer.steps=60", "trainer.batch_size=63", "hooks=[test_eval]",
+                   "hooks.test_eval.every=20", "study=gradual", "arm=mfac",
+                   "+hooks.gradual_prune._target_=experiments.mfac.gradual.GradualPrune",
+                   "+hooks.gradual_prune.start_epoch=1", "+hooks.gradual_prune.prune_every=1",
+                   "+hooks.gradual_prune.sparsities=[0.5,0.8]", "+hooks.gradual_prune.epoch_lrs=[0.01,0.001]",
+                   "+hooks.gradual_prune.m=16", "+hooks.gradual_prune.grad_batch=4", "+hooks.gradual_prune.rounds=2",
+                   "+hooks.gradual_prune.method_mfac=recursion", f"results_dir={tmp_path}")
+    state, trainer, hooks = build(cfg)
+    hook = next(h for h in hooks if h.name == "gradual_prune")
+    trainer.phases(state)
+    hook.setup(state)
+    assert hook.steps_per_epoch == 20 and hook.prune_at == {20: 0.5, 40: 0.8} and hook.lr_at == {20: 0.01, 40: 0.001}
+    summary = execute(cfg, tmp_path / "mfac" / "gradual")
+    assert summary["status"] == "completed"
+    runs, _ = load_runs(tmp_path / "mfac")
+    df = runs[0].metrics.set_index("step")
+    assert df.loc[20, "gradual_prune/sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert df.loc[40, "gradual_prune/sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert df.loc[40, "gradual_prune/lr"] == 0.001 and df["gradual_prune/sparsity"].notna().sum() == 2
+    runs[0].cfg["scale"] = "paper"
+    rows = {r["name"]: r for r in mfac_claims.cross_run_claims(runs)}
+    assert rows["gradual M-FAC vs magnitude @87.5%"]["n"] == 0  # no magnitude arm here: untested, not passed
+    assert not rows["gradual M-FAC vs magnitude @87.5%"]["passed"]
+
+
+def test_gradual_study_composes_the_official_schedule(make_cfg):
+    from experiments.mfac.gradual import OFFICIAL_LRS
+    from runner import experiments
+
+    plan = {(s, a): o for s, a, o in experiments.arm_runs("mfac", "paper")}
+    for arm in ("mfac", "magnitude"):
+        cfg = make_cfg(*[o.split(",")[0] if o.startswith("seed=") else o for o in plan["gradual", arm]])
+        g = cfg.hooks.gradual_prune
+        assert g.method == arm and g.start_epoch == 100 and cfg.trainer.epochs == 110 and "prune" not in cfg.hooks
+        assert cfg.optimizer.lr == 0.1 and cfg.optimizer.momentum == 0.9 and cfg.trainer.batch_size == 128
+    from experiments.mfac.gradual import GradualPrune
+
+    h = GradualPrune()
+    assert (h.sparsities, h.prune_every, h.kw["m"], h.kw["grad_batch"], h.kw["rounds"], h.kw["damp"]) == (
+        [0.5, 0.75, 0.875], 2, 64, 32, 16, 1e-5)
+    assert OFFICIAL_LRS == (0.005, 0.0005, 0.005, 0.0005, 0.005, 0.005, 0.005, 0.0005, 0.0005, 0.00005)

@@ -109,19 +109,82 @@ def _first_of_sweep(overrides):
 
 
 def test_paper_studies_compose_each_setup(make_cfg):
-    """The per-setup paper settings are the paper studies' overrides: DLN at d=1000, EoS on CIFAR-10."""
+    """The per-setup paper settings are the paper studies' overrides: the paper's DLN (f = <a*b, x>,
+    a, b ~ N(0, 1), d=1000, n=300, clipped constant lr), EoS on Cohen et al.'s first 5000 CIFAR-10 images."""
     from runner import experiments
 
     plan = {(study, arm): ovr for study, arm, ovr in experiments.arm_runs("sgd_stability", "paper")}
-    assert set(plan) == {("dln", "sgd"), ("dln", "gd"), ("eos", "gd")}
+    assert set(plan) == {("dln", "sgd"), ("dln", "gd"), ("relu", "sgd"), ("relu", "gd"), ("eos", "gd")}
     dln = make_cfg(*_first_of_sweep(plan["dln", "gd"]))
-    assert dln.setup == "dln" and dln.dataset.dim == 1000 and dln.dataset.n_train == 300
+    assert dln.setup == "dln" and dln.dataset.dim == 1000 and dln.dataset.n_train == 300 and dln.dataset.active == 3
+    assert (dln.model.parametrization, dln.model.init, dln.model.init_scale) == ("product", "normal", 1.0)
+    assert not dln.schedule and dln.trainer.clip_grad_norm == 50  # constant lr, clipped (no warm-up)
     assert dln.trainer.steps == 80000 and dln.trainer.batch_size is None and dln.device == "cuda"
     assert (dln.study, dln.arm) == ("dln", "gd") and dln.optimizer.lr == 0.004
+    relu = make_cfg(*_first_of_sweep(plan["relu", "sgd"]))
+    assert relu.setup == "relu" and relu.model.width == 1000 and relu.trainer.batch_size == 1
     eos = make_cfg(*_first_of_sweep(plan["eos", "gd"]))
     assert eos.setup == "eos" and eos.dataset.name == "cifar10" and "test_fraction" not in eos.dataset
+    assert eos.dataset._target_ == "experiments.sgd_stability.data.cifar10_first" and eos.dataset.n_train == 5000
     assert list(eos.model.hidden) == [200, 200] and eos.model.activation == "tanh"
     assert eos.hooks.sharpness.probe_samples == 5000 and eos.trainer.batch_size is None
+
+
+def test_every_claim_selects_runs_of_the_paper_scale():
+    """Per-run claims name studies and arms the paper scale declares; the cross-run claims are made per
+    Wu & Su study (dln, relu) present, and both are declared with an sgd and a gd arm."""
+    from runner import experiments
+
+    declared = {(study, arm) for study, arm, _ in experiments.arm_runs("sgd_stability", "paper")}
+    for c in C.CLAIMS:
+        assert "paper" in c.scales
+        studies = (c.study,) if isinstance(c.study, str) else tuple(c.study)
+        arms = None if c.arms is None else ((c.arms,) if isinstance(c.arms, str) else tuple(c.arms))
+        assert any(s == st and (arms is None or a in arms) for st, a in declared for s in studies), c.name
+    assert {(s, a) for s in C.NORMS for a in ("sgd", "gd")} <= declared
+
+
+def _cifar_batches(folder, n_per_batch=6):
+    """Tiny CIFAR-10 python batches: image i of the training set has every pixel equal to i."""
+    import pickle
+
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        ids = np.arange(b * n_per_batch, (b + 1) * n_per_batch)
+        data = np.repeat(ids[:, None], 3 * 32 * 32, axis=1).astype(np.uint8)
+        with open(folder / name, "wb") as fh:
+            pickle.dump({"data": data, "labels": list(ids % 10)}, fh)
+
+
+def test_cohen_subset_is_the_first_images_standardised_per_feature(tmp_path):
+    from experiments.sgd_stability.data import cifar10_first
+
+    _cifar_batches(tmp_path / "cifar-10-batches-py")
+    d = cifar10_first(n_train=8, data_dir=str(tmp_path))
+    assert d.x_train.shape == (8, 3, 32, 32) and d.x_test.shape == (6, 3, 32, 32)
+    assert d.y_train.tolist() == [i % 10 for i in range(8)]  # the first 8 of the stored order
+    # standardised with the statistics of all 30 training images: image i maps to (i - 14.5) / sd(0..29)
+    sd = torch.arange(30.0).std(unbiased=False)
+    assert torch.allclose(d.x_train[:, 0, 0, 0], (torch.arange(8.0) - 14.5) / sd, atol=1e-4)
+    assert torch.allclose(d.x_test[:, 1, 2, 3], (torch.arange(30.0, 36.0) - 14.5) / sd, atol=1e-4)
+    assert torch.equal(cifar10_first(n_train=8, data_dir=str(tmp_path)).x_train, d.x_train)  # not seeded
+    with pytest.raises(OptrunError, match="dataset.n_train"):
+        cifar10_first(n_train=31, data_dir=str(tmp_path))
+    assert len(cifar10_first(n_train=5000, stand_in=True).x_train) == 512  # stand-in: as many as it has
+
+
+def test_product_parametrisation_with_normal_init(make_cfg):
+    torch.manual_seed(0)
+    m = DiagonalLinear((5,), 1, init_scale=2.0, parametrization="product", init="normal")
+    assert torch.equal(m.beta, m.u * m.v) and float(m.u.detach().std()) > 0.5
+    x = torch.randn(3, 5)
+    assert torch.allclose(m(x), x @ (m.u * m.v).T)
+    with pytest.raises(OptrunError, match="model.parametrization"):
+        DiagonalLinear((5,), parametrization="uv")
+    with pytest.raises(OptrunError, match="model.init"):
+        DiagonalLinear((5,), init="uniform")
 
 
 def test_models_and_data():

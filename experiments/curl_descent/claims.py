@@ -7,9 +7,9 @@ this folder's README.md (a numpy prototype of the official update rule): a contr
 and stalls at 2e-2 .. 9e-2 with two or more; an expanding 20 -> 199 network converges with half its
 inputs flipped; with one flipped hidden neuron a tanh 100 -> 10 network learns faster than GD.
 Claims select runs by the studies and arms of `studies.yaml`, narrowed by config values (the
-architecture and the number of flipped neurons). C1-C3 are smoke-scale claims: the paper-scale
-studies (as the official argument files) run the 20 -> 199 column with 0, 4, .., 20 flipped inputs
-and the tanh speed-up, none of which C1-C3 speak about.
+architecture and the number of flipped neurons). Both scales declare the studies and arms every
+claim selects; at paper scale the flip grids are the official argument files' (0 to 100 % of the
+input neurons in 5 % steps, every count for 20 inputs) and 10 seeds.
 """
 from __future__ import annotations
 
@@ -62,13 +62,13 @@ expanding_half = lambda cfg: _net(cfg, 20, 199) and flipped_counts(cfg) == (10, 
 CLAIMS = [
     Claim("C1 contracting, <= 1 flip", "small curl: the solution manifold stays stable, learning converges like GD",
           f"100->10 linear, <= 1 flipped input: final test MSE < {CONVERGED:g}", final_test,
-          lambda v: v < CONVERGED, few, scales=("smoke",), kind="headline", study="contracting", arms="few_flips"),
+          lambda v: v < CONVERGED, few, kind="headline", study="contracting", arms="few_flips"),
     Claim("C2 contracting, >= 5 flips", "above a critical curl strength (low for contracting nets) learning fails",
           f"100->10 linear, >= 5 flipped inputs: min test MSE over last {TAIL:.0%} > {STALLED:g}", tail_min_test,
-          lambda v: v > STALLED, many, scales=("smoke",), kind="headline", study="contracting", arms="many_flips"),
+          lambda v: v > STALLED, many, kind="headline", study="contracting", arms="many_flips"),
     Claim("C3 expanding, 50% flipped", "expansion raises the critical curl strength: expanding nets still converge",
           f"20->199 linear, 10/20 flipped inputs: final test MSE < {CONVERGED:g}", final_test,
-          lambda v: v < CONVERGED, expanding_half, scales=("smoke",), kind="headline", study="expansion",
+          lambda v: v < CONVERGED, expanding_half, kind="headline", study="expansion",
           arms="in20_hid199"),
 ]
 

@@ -20,14 +20,17 @@ from runner.errors import OptrunError
 
 
 class Quadratic:
-    """E = 1/2 theta^T A theta with A = Q diag(eigenvalues) Q^T (Q a seeded rotation)."""
+    """E = 1/2 theta^T A theta with A = Q diag(eigenvalues) Q^T (Q a seeded rotation, or the identity
+    with `rotate=False`: the axis-aligned quadratic of the official PF notebooks)."""
 
     constant_hessian = True
 
-    def __init__(self, eigenvalues: list[float], seed: int = 0):
+    def __init__(self, eigenvalues: list[float], seed: int = 0, rotate: bool = True):
         lam = torch.tensor(list(eigenvalues), dtype=torch.float64)
         g = torch.Generator().manual_seed(seed)
         q, _ = torch.linalg.qr(torch.randn(len(lam), len(lam), generator=g, dtype=torch.float64))
+        if not rotate:
+            q = torch.eye(len(lam), dtype=torch.float64)
         self.a = q @ torch.diag(lam) @ q.T
         self.dim = len(lam)
 

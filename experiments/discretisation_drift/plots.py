@@ -1,5 +1,6 @@
-"""Figures: flows against GD iterates (the thesis' PF figures), and full-batch GD at fixed learning
-rates against DAL on digits (h lambda_max at the edge of stability, loss, accuracy per lr)."""
+"""Figures: flows against GD iterates (the PF figures), fixed-lr GD at the edge of stability, and
+DAL-p: q = |Hg|/|g| and the step per step, the training loss, and the trade-off over p (share of
+loss-increasing steps, final test accuracy)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ from experiments.discretisation_drift.claims import _dal, _flows, final_test_acc
 from runner.report.style import figure, save
 
 FLOW_STYLE = {"pf": ("principal flow", "-"), "ngf": ("gradient flow", "--"), "mf": ("1st-order modified flow", ":")}
+Q, ETA = "optimizer_stats/hg_ratio", "optimizer_stats/eff_lr"
 
 
 def _label(cfg: dict) -> str:
@@ -39,65 +41,84 @@ def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path:
         _flow_errors(ax, [run])
         ax2.semilogy(df.step, df.loss.abs().clip(lower=1e-30), color="k")
         ax2.set(xlabel="GD step", ylabel="E(theta_GD)", title=f"discretisation_drift ({scale}): {cfg['trainer']['landscape']}")
-    else:
-        d = df[df.step > 0]
-        ax.semilogy(d.step, d.loss, lw=0.8, color="k")
-        ax.set(xlabel="GD step", ylabel="training loss (MSE, one-hot)", title=f"discretisation_drift ({scale}): {_label(cfg)}")
+        return save(fig, Path(out_dir) / "dynamics.png")
+    d = df[df.step > 0]
+    ax.semilogy(d.step, d.loss, lw=0.8, color="k")
+    ax.set(xlabel="step", ylabel=f"training loss ({cfg['trainer'].get('loss')})",
+           title=f"discretisation_drift ({scale}): {_label(cfg)}")
+    if "sharpness/gd_ratio" in df:
         h = h_lambda(df)
         ax2.plot(h.step, h.h, color="tab:red", label="h lambda_max")
         ax2.axhline(2, color="k", ls="--", lw=0.8, label="2 (stability edge)")
-        if "optimizer_stats/eff_lr" in d:
-            ax2.plot(d.step, d["optimizer_stats/eff_lr"], color="tab:blue", lw=0.6, alpha=0.7, label="DAL step size")
-        ax2.set(xlabel="GD step", ylabel="h lambda_max", title="sharpness times step size")
-        ax2.legend(fontsize=7)
+        ax2.set(xlabel="step", ylabel="h lambda_max", title="sharpness times step size")
+    if Q in df:
+        s = df.dropna(subset=[Q])
+        ax2.semilogy(s.step, s[Q], color="tab:purple", lw=0.7, label="q = |Hg|/|g|")
+        ax2.semilogy(s.step, s[ETA], color="tab:blue", lw=0.7, label="DAL step eta")
+        ax2.axhline(1, color="k", ls=":", lw=0.8)
+        ax2.set(xlabel="step", title="DAL: q and its step eta = min(2 q^-p, 5)")
+    ax2.legend(fontsize=7)
     return save(fig, Path(out_dir) / "dynamics.png")
+
+
+def _dal_panels(axes, dal: list) -> None:
+    ax_q, ax_loss, ax_trade = axes
+    seed0 = min(r.cfg.get("seed", 0) for r in dal)
+    for r in sorted((r for r in dal if r.cfg.get("seed", 0) == seed0), key=lambda r: float(r.cfg["optimizer"]["p"])):
+        p = float(r.cfg["optimizer"]["p"])
+        s = r.metrics.dropna(subset=[Q])
+        line = ax_q.semilogy(s.step, s[Q], lw=0.8, label=f"q, p={p:g}")[0]
+        ax_q.semilogy(s.step, s[ETA], lw=0.8, ls="--", color=line.get_color(), label=f"eta, p={p:g}")
+        d = r.metrics[r.metrics.step > 0]
+        ax_loss.semilogy(d.step, d.loss, lw=0.8, color=line.get_color(), label=f"DAL p={p:g}")
+    ax_q.axhline(1, color="k", lw=0.8, ls=":")
+    ax_q.set(xlabel="step", ylabel="q = |Hg|/|g| (solid), eta (dashed)", title=f"DAL-p, seed {seed0}: q and the step")
+    ax_q.legend(fontsize=6, ncol=2)
+    ax_loss.set(xlabel="step", ylabel="training loss (cross-entropy)", title=f"DAL-p, seed {seed0}: training loss")
+    ax_loss.legend(fontsize=7)
+    twin = ax_trade.twinx()
+    for i, r in enumerate(sorted(dal, key=lambda r: (r.cfg.get("seed", 0), float(r.cfg["optimizer"]["p"])))):
+        p = float(r.cfg["optimizer"]["p"])
+        ax_trade.plot(p, increase_fraction(r.metrics), "o", color="tab:purple", ms=4,
+                      label="share of loss-increasing steps" if i == 0 else None)
+        twin.plot(p, final_test_acc(r.metrics), "s", color="tab:green", ms=4)
+    by_p = pd.DataFrame([{"p": float(r.cfg["optimizer"]["p"]), "inc": increase_fraction(r.metrics),
+                          "acc": final_test_acc(r.metrics)} for r in dal]).groupby("p").mean()
+    ax_trade.plot(by_p.index, by_p.inc, "-", color="tab:purple")
+    twin.plot(by_p.index, by_p.acc, "-", color="tab:green", label="final test accuracy (%)")
+    ax_trade.set(xlabel="DAL power p", ylabel="share of loss-increasing steps", xscale="log",
+                 title="DAL-p trade-off (dots: seeds, line: mean)")
+    twin.set_ylabel("final test accuracy (%)")
+    lines, more = ax_trade.get_legend_handles_labels(), twin.get_legend_handles_labels()
+    ax_trade.legend(lines[0] + more[0], lines[1] + more[1], fontsize=6, loc="best")
 
 
 def plot_report(runs: list, out_dir: Path) -> list[Path]:
     done = [r for r in runs if r.status.get("status") == "completed" and len(r.metrics)]
     flows = [r for r in done if _flows(r.cfg)]
-    nets = sorted([r for r in done if not _flows(r.cfg) and "sharpness/gd_ratio" in r.metrics],
-                  key=lambda r: (_dal(r.cfg), float(r.cfg["optimizer"].get("p", 0)), float(r.cfg["optimizer"]["lr"])))
-    if not flows and not nets:
+    fixed = sorted([r for r in done if not _flows(r.cfg) and "sharpness/gd_ratio" in r.metrics],
+                   key=lambda r: float(r.cfg["optimizer"]["lr"]))
+    dal = [r for r in done if _dal(r.cfg) and Q in r.metrics and "test_eval/test_acc" in r.metrics]
+    if not flows and not fixed and not dal:
         return []
     scale = done[0].cfg.get("scale")
-    fig, grid = figure(ncols=2, nrows=2, width=6.4, height=4.2)
-    axes = grid.reshape(1, 4)
+    fig, grid = figure(ncols=3, nrows=2, width=4.6, height=3.6)
     if flows:
-        _flow_errors(axes[0, 0], flows)
-        axes[0, 0].set_title(f"discretisation_drift ({scale}): flows vs GD iterates\n"
+        _flow_errors(grid[0, 0], flows)
+        grid[0, 0].set_title(f"discretisation_drift ({scale}): flows vs GD iterates\n"
                              "(solid: PF, dashed: NGF, dotted: 1st-order modified flow)")
-    for i, r in enumerate(nets):
+    for i, r in enumerate(fixed):
         h = h_lambda(r.metrics)
-        style = {"color": f"C{i}", "lw": 1.4 if _dal(r.cfg) else 0.9, "ls": "-" if _dal(r.cfg) else "--"}
-        axes[0, 1].plot(h.step, h.h, label=_label(r.cfg), **style)
+        grid[0, 1].plot(h.step, h.h, color=f"C{i}", lw=0.9, label=_label(r.cfg))
         d = r.metrics[r.metrics.step > 0]
-        axes[0, 2].semilogy(d.step, d.loss, label=_label(r.cfg), **style)
-    axes[0, 1].axhline(2, color="k", lw=0.8)
-    axes[0, 1].set(xlabel="GD step", ylabel="h lambda_max (h: the step actually taken)", ylim=(0, 4),
-                   title="digits MLP, full-batch GD: sharpness x step size (edge: 2)")
-    axes[0, 1].legend(fontsize=6)
-    axes[0, 2].set(xlabel="GD step", ylabel="training loss (MSE on one-hot)", title="training loss (fixed lr dashed, DAL solid)")
-    axes[0, 2].legend(fontsize=6)
-    if nets:
-        ax, twin = axes[0, 3], axes[0, 3].twinx()
-        fixed = [r for r in nets if not _dal(r.cfg)]
-        lrs = [float(r.cfg["optimizer"]["lr"]) for r in fixed]
-        ax.plot(lrs, [final_test_acc(r.metrics) for r in fixed], "o-", color="tab:green", label="fixed lr: test acc")
-        twin.plot(lrs, [increase_fraction(r.metrics) for r in fixed], "s--", color="tab:purple",
-                  label="fixed lr: fraction of loss increases")
-        for r in (r for r in nets if _dal(r.cfg)):
-            lr = float(r.metrics["optimizer_stats/eff_lr"].dropna().mean())
-            ax.plot(lr, final_test_acc(r.metrics), "*", ms=12, color="tab:green")
-            twin.plot(lr, increase_fraction(r.metrics), "*", ms=12, color="tab:purple")
-            ax.annotate(_label(r.cfg), (lr, final_test_acc(r.metrics)), fontsize=7)
-        ax.set_xscale("log")
-        ax.set(xlabel="learning rate (DAL: mean step size, stars)", ylabel="final test accuracy (%)",
-               title="final test accuracy and fraction of loss increases vs lr")
-        twin.set_ylabel("fraction of steps raising the loss")
-        lines = ax.get_legend_handles_labels()
-        more = twin.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=6, loc="lower left")
+        grid[0, 2].semilogy(d.step, d.loss, color=f"C{i}", lw=0.9, label=_label(r.cfg))
+    grid[0, 1].axhline(2, color="k", lw=0.8)
+    grid[0, 1].set(xlabel="GD step", ylabel="h lambda_max", ylim=(0, 4),
+                   title="fixed-lr GD (MSE): sharpness x lr (edge: 2)")
+    grid[0, 2].set(xlabel="GD step", ylabel="training loss (MSE on one-hot)", title="fixed-lr GD: training loss")
+    for ax in grid[0, 1:]:
+        if fixed:
+            ax.legend(fontsize=6)
+    if dal:
+        _dal_panels(grid[1], dal)
     return [save(fig, Path(out_dir) / "discretisation_drift.png")]
-
-

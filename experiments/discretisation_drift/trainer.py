@@ -4,8 +4,8 @@ Each step applies one GD update theta <- theta - h grad E (the iterate the flows
 integrates every flow in `flows` (pf, ngf, mf; see `flows.py`) over time h with RK4 from its own
 previous state, so errors accumulate as they would over a trajectory. Logs the energy at the GD
 iterate, h * lambda_max there, and for each flow its relative distance to the GD iterate
-(`err_pf`, `err_ngf`, `err_mf`). `eigenvalues` are the quadratic's Hessian spectrum (unused by the
-Rosenbrock toy). The run stops early (completed) if the GD iterate leaves
+(`err_pf`, `err_ngf`, `err_mf`). `eigenvalues` are the quadratic's Hessian spectrum and `rotate` (default
+true) turns its eigenbasis by a seeded rotation; both are unused by the Rosenbrock toy. The run stops early (completed) if the GD iterate leaves
 `max_norm` (GD with h lambda > 2 diverges by design).
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from runner.trainers.base import Phase
 class FlowCheckTrainer:
     def __init__(self, steps: int = 20, h: float = 0.1, landscape: str = "quadratic",
                  eigenvalues: list[float] = (1.0, 0.1), start: list[float] = (1.0, 1.0),
-                 flows: list[str] = ("pf", "ngf", "mf"), substeps: int = 400, max_norm: float = 1e12):
+                 flows: list[str] = ("pf", "ngf", "mf"), substeps: int = 400, max_norm: float = 1e12,
+                 rotate: bool = True):
         if steps <= 0 or not h > 0 or substeps <= 0:
             raise OptrunError(f"trainer: expected steps > 0, h > 0 and substeps > 0, got {steps}, {h}, {substeps}")
         unknown = [f for f in flows if f not in FLOWS]
@@ -28,10 +29,11 @@ class FlowCheckTrainer:
             raise OptrunError(f"trainer.flows: unknown {unknown} (expected some of: {', '.join(FLOWS)})")
         self.steps, self.h, self.substeps, self.max_norm = steps, h, substeps, max_norm
         self.landscape_name, self.eigenvalues = landscape, list(eigenvalues)
-        self.start, self.flow_names = list(start), list(flows)
+        self.start, self.flow_names, self.rotate = list(start), list(flows), bool(rotate)
 
     def phases(self, state) -> list[Phase]:
-        kwargs = {"eigenvalues": self.eigenvalues} if self.landscape_name == "quadratic" else {}
+        quad = self.landscape_name == "quadratic"
+        kwargs = {"eigenvalues": self.eigenvalues, "rotate": self.rotate} if quad else {}
         self.landscape = make_landscape(self.landscape_name, seed=state.seed, **kwargs)
         if len(self.start) != self.landscape.dim:
             raise OptrunError(f"trainer.start: expected {self.landscape.dim} coordinates, got {self.start}")

@@ -1,5 +1,10 @@
 """Figures for Ghosts of Softmax: the LR spike (test accuracy per arm, r per step), the r-sweep (loss
-ratio and accuracy kept vs r per architecture) and the temperature test (onset thresholds vs T)."""
+ratio and accuracy kept vs r per architecture), the random-direction test (Figure 8's loss-ratio panels),
+the MLP+LN phase-transition onsets and the temperature test (onset thresholds vs T).
+
+A per-run figure is drawn for a run outside the declared studies only (`optrun experiment=... ` by hand):
+a reproduction's runs are all drawn in the report's figures, and drawing ~80 per-run figures took more
+than a third of the smoke scale's two minutes."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -11,9 +16,12 @@ import pandas as pd
 from experiments.ghosts_softmax.claims import (
     ARCHITECTURES,
     FAIL_RATIO,
+    FIG8,
+    NEAR_ONE,
     R_RAW,
     SWEEP,
     TEST_ACC,
+    TRANSITION_RATIO,
     R,
     arch_name,
     arm,
@@ -22,6 +30,7 @@ from experiments.ghosts_softmax.claims import (
     onset_table,
     part,
     spike_label,
+    sweeps,
 )
 from runner.report.style import figure, save
 
@@ -68,6 +77,10 @@ def _sweep_panel(ax, dfs: list[pd.DataFrame], kinds: list[str], ylabel: str, log
 
 
 def plot_run(df: pd.DataFrame, cfg: dict, out_dir: Path) -> Path | None:
+    if cfg.get("study"):  # a declared study's run: drawn in the report's figures
+        return None
+    if part(cfg) in ("randdirs", "phase_ln"):
+        return _checkpoint_panels([df], Path(out_dir) / "sweep.png", cfg, part(cfg))
     if part(cfg) in ("rsweep", "temperature"):
         fig, axes = figure(ncols=2, width=5.0)
         _sweep_panel(axes[0, 0], [df], ["ratio_descent", "ratio_random", "ratio_randmax", "ratio_ascent"],
@@ -178,6 +191,62 @@ def plot_rsweep(runs: list, out_dir: Path) -> list[Path]:
     return out
 
 
+def _checkpoint_panels(dfs: list, path: Path, cfg: dict, what: str) -> Path | None:
+    """One panel per checkpoint: every random direction (grey), the median random direction and +grad
+    (each seed), the r = 1 line; for randdirs Figure 8's values at r = 1 as markers, for phase_ln the
+    onset window."""
+    per_step: dict = defaultdict(list)
+    for df in dfs:
+        for i, sw in enumerate(sweeps(df)):
+            per_step[sw["step"] if what == "randdirs" else i].append(sw)
+    if not per_step:
+        return None
+    keys = sorted(per_step)
+    fig, axes = figure(ncols=len(keys), width=4.2, height=3.4)
+    for ax, k in zip(axes[0], keys):
+        for j, sw in enumerate(per_step[k]):
+            for c in sw.get("random_all", []):
+                ax.plot(sw["r"], c, color="0.75", lw=0.5, alpha=0.5)
+            ax.plot(sw["r"], sw["random"], color="tab:blue", lw=1.4, label="median random" if j == 0 else None)
+            if "ascent" in sw:
+                ax.plot(sw["r"], sw["ascent"], color="tab:red", lw=1.4, label="+grad" if j == 0 else None)
+            if "descent" in sw:
+                ax.plot(sw["r"], sw["descent"], color="0.3", ls="--", lw=1.0, label="-grad" if j == 0 else None)
+        ax.axvline(1.0, color="k", ls="--", lw=0.9)
+        ax.set_xscale("log")
+        accs = [sw["probe_acc"] for sw in per_step[k]]
+        if what == "randdirs":
+            name, acc, rnd, grad = FIG8.get(k, (f"step {k}", float("nan"), None, None))
+            if rnd is not None:
+                ax.plot([1.0, 1.0], [rnd, grad], ls="none", marker="o", mfc="none", color="k", ms=6,
+                        label="paper (Fig. 8) at r = 1")
+            ax.axhline(TRANSITION_RATIO, color="0.4", ls=":", lw=0.9)
+            ax.set(ylim=(0, 10), xlim=(0.1, 30), title=f"{name}: {k} updates, train acc {np.mean(accs):.0f} % "
+                                                        f"(paper {acc} %)")
+        else:
+            ax.axvspan(*NEAR_ONE, color="tab:green", alpha=0.12, lw=0)
+            ax.axhline(FAIL_RATIO, color="0.4", ls=":", lw=0.9)
+            ax.set(yscale="log", ylim=(0.1, 100), title=f"checkpoint {k + 1} (acc targets 0.84/0.95/0.98)")
+        ax.set(xlabel="r = tau / rho_a", ylabel="loss ratio L(theta + tau v) / L(theta)")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    label = ("random directions, linear classifier, SGD lr 0.1 (Fig. 8); dotted: loss ratio 2" if what == "randdirs"
+             else "random directions, MLP+LN (official phase-transition script); green: [0.8, 1.25]; dotted: 1.1")
+    fig.suptitle(_title(cfg, f"{label}; {len(dfs)} run(s)"))
+    return save(fig, path)
+
+
+def plot_randdirs(runs: list, out_dir: Path) -> list[Path]:
+    out = []
+    for what in ("randdirs", "phase_ln"):
+        sel = [r for r in runs if part(r.cfg) == what and r.status.get("status") == "completed"]
+        if sel:
+            p = _checkpoint_panels([r.metrics for r in sel], Path(out_dir) / f"ghosts_softmax_{what}.png",
+                                   sel[0].cfg, what)
+            if p is not None:
+                out.append(p)
+    return out
+
+
 def plot_temperature(runs: list, out_dir: Path) -> Path | None:
     temp = [r for r in runs if part(r.cfg) == "temperature" and r.status.get("status") == "completed"
             and SWEEP + "onset_descent" in r.metrics]
@@ -219,5 +288,6 @@ def plot_temperature(runs: list, out_dir: Path) -> Path | None:
 
 
 def plot_report(runs: list, out_dir: Path) -> list[Path]:
-    out = [plot_spike(runs, out_dir), *plot_rsweep(runs, out_dir), plot_temperature(runs, out_dir)]
+    out = [plot_spike(runs, out_dir), *plot_rsweep(runs, out_dir), *plot_randdirs(runs, out_dir),
+           plot_temperature(runs, out_dir)]
     return [p for p in out if p is not None]

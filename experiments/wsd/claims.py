@@ -4,9 +4,10 @@ Per WSD run: over the same number of steps D_k (the decay length for budget B_k)
 lowers the excess population loss by at least K_DECAY times what the stable branch does (the paper's
 "elevated in the stable phase, sharp drop in the decay"). The paper gives no number for this, so
 K_DECAY was fixed on held-out seeds 100-102 (the claim's runs use seeds 0-2); see this folder's README.md.
-Across runs of one seed (`cross_run_claims`): WSD-S against cyclic cosine and WSD at the same budgets,
-and the final WSD checkpoint against the cosine schedule tuned to the largest budget; the prototype's
-values (excess .127/.082/.053 WSD-S vs .173/.106/.063 cyclic cosine) are in the text.
+Across runs of one seed (`cross_run_claims`): WSD-S against cyclic cosine and WSD at the same budgets
+(the paper's abstract: WSD-S outperforms both; strict, no margin), and the final WSD checkpoint
+against the cosine schedule tuned to the largest budget; the prototype's values (excess
+.127/.082/.053 WSD-S vs .173/.106/.063 cyclic cosine) are in the text for orientation only.
 Runs are selected by the studies and arms of `studies.yaml`: study `schedules` (arms wsd, wsd_s,
 cyclic_cosine) and study `tuned_cosine` (one cosine run per budget).
 """
@@ -104,6 +105,10 @@ CLAIMS = [
 ]
 
 
+OUTPERFORMS = ("abstract: WSD-S outperforms WSD and Cyclic-Cosine at obtaining checkpoints for several compute "
+               "budgets in one run (0.1B-1.2B LMs; its numbers are in figures not read here, no number used)")
+
+
 def _by_seed(runs: list) -> dict[int, dict[str, object]]:
     """seed -> {schedule: run}; cosine oracles are keyed 'cosine@B'."""
     out: dict[int, dict[str, object]] = defaultdict(dict)
@@ -130,8 +135,9 @@ def cross_run_claims(runs: list) -> list[dict]:
             vs_cyc.append(max(excess_at(wsds.metrics, "budget", b) / excess_at(cyc.metrics, "budget", b)
                               for b in later) if later else np.nan)
         if wsds is not None and wsd is not None:
+            later = budgets(wsds.cfg)[1:]  # up to the first budget both schedules are one and the same run
             vs_wsd.append(max(excess_at(wsds.metrics, "budget", b) / excess_at(wsd.metrics, "budget", b)
-                              for b in budgets(wsds.cfg)))
+                              for b in later) if later else np.nan)
             steps.append(_steps(wsds) / _steps(wsd))
         if wsd is not None:
             last = budgets(wsd.cfg)[-1]
@@ -140,11 +146,11 @@ def cross_run_claims(runs: list) -> list[dict]:
                 vs_cos.append(excess_at(wsd.metrics, "budget", last) / excess_at(oracle.metrics, "budget", last))
     row = cross_run_row
     return [
-        row("WSD-S <= cyclic cosine", "WSD-S beats Cyclic-Cosine at producing several checkpoints in one run; "
-            "prototype .082/.106, .053/.063", "max over budgets 2.. of excess(WSD-S) / excess(cyclic cos) <= 1",
-            vs_cyc, lambda v: v <= 1.0, kind="headline"),
-        row("WSD-S ~ WSD", "WSD-S matches WSD at every budget; prototype .127/.127, .082/.081, .053/.052",
-            "max over budgets of excess(WSD-S) / excess(WSD) <= 1.05", vs_wsd, lambda v: v <= 1.05,
+        row("WSD-S < cyclic cosine", f"{OUTPERFORMS}; prototype .082/.106, .053/.063 at budgets 2, 3",
+            "max over budgets 2.. of excess(WSD-S) / excess(cyclic cos) < 1", vs_cyc, lambda v: v < 1.0,
+            kind="headline"),
+        row("WSD-S < WSD", f"{OUTPERFORMS}; prototype .082/.081, .053/.052 at budgets 2, 3 (budget 1: the same run)",
+            "max over budgets 2.. of excess(WSD-S) / excess(WSD) < 1", vs_wsd, lambda v: v < 1.0,
             kind="headline"),
         row("WSD-S uses fewer steps", "WSD-S needs no discarded decay branches; prototype 8,000 vs 8,600 steps",
             "total steps(WSD-S) / total steps(WSD incl. discarded branches) < 1", steps, lambda v: v < 1.0,

@@ -5,7 +5,9 @@ iteration is
     eta_t = min(2 * (|g| / |H g|)^p, max_lr),
 
 so that eta_t * (the curvature along the gradient) stays near 2, the edge of the drift-induced
-instability. p = 0 is plain GD with step 2; `max_lr` is the official `max_lr_scale` cap (5).
+instability. p = 0 is plain GD with step 2; `max_lr` is the official `max_lr_scale` cap (5). With
+q = |H g| / |g|, eta_t = min(2 q^-p, max_lr): where q > 1 a larger p takes a smaller step, where
+q < 1 a larger one (and the cap binds once q < (2 / max_lr)^(1/p)).
 
 H g comes from a Hessian-vector product: `hvp=exact` (double backward through the loss, the
 default) or `hvp=fd`, the official alternative, a finite difference of gradients
