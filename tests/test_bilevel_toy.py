@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from runner.curvature.implicit import hypergradient
 from runner.dispatch import build, execute
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,9 +27,18 @@ def test_components_are_named_and_the_hypergradient_is_exact(make_cfg):
     assert set(state.modules) == set(state.optimizers) == {"upper", "lower"} and state.model is None
     trainer.phases(state)
     x = torch.randn(5, dtype=torch.float32)
-    hg = trainer.hypergradient(x, trainer.y_star(x))  # at the lower solution: the exact gradient of Phi
+    hg, _ = hypergradient(trainer.f, trainer.g, x, trainer.y_star(x), "exact")  # at y*: the gradient of Phi
     exact = torch.func.grad(trainer.phi)(x)
     assert torch.allclose(hg, exact, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(trainer.exact_hypergradient(x), exact, rtol=1e-4, atol=1e-5)
+
+
+def test_oracle_counts_are_logged_per_step(make_cfg, tmp_path):
+    summary = execute(make_cfg(*TOY, "trainer.steps=4", "trainer.solver=cg", "trainer.solver_iters=3",
+                               "trainer.inner_steps=2", "trainer.noise=0.1"), tmp_path / "run")
+    m = summary["metrics"]
+    assert (m["grad_g_calls"], m["samples_calls"], m["grad_f_calls"], m["jvp_calls"], m["hessian_calls"]) == (8, 8, 4, 4, 0)
+    assert 4 <= m["hvp_calls"] <= 4 * 4  # at most 3 CG iterations + 1 residual of the warm start per step
 
 
 def test_the_toy_converges_to_the_known_minimiser(make_cfg, tmp_path):
@@ -38,7 +48,7 @@ def test_the_toy_converges_to_the_known_minimiser(make_cfg, tmp_path):
 
 
 def _optrun(results: Path) -> subprocess.Popen:
-    args = [*TOY, "trainer.steps=600", "trainer.noise=0.1", "checkpoint.every_steps=50", f"results_dir={results}",
+    args = [*TOY, "trainer.steps=600", "trainer.noise=0.1", "trainer.solver=cg", "trainer.solver_iters=3", "checkpoint.every_steps=50", f"results_dir={results}",
             "progress=false"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "runner.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -73,3 +83,8 @@ def test_killed_two_component_run_resumes_identically(tmp_path):
     assert again.returncode == 0, err
     assert "resuming" in out
     pd.testing.assert_frame_equal(_metrics(run_dir), _metrics(ref_dir), check_exact=True)
+
+
+def test_a_step_size_that_blows_up_ends_diverged_with_its_step(make_cfg, tmp_path):
+    summary = execute(make_cfg(*TOY, "trainer.steps=200", "components.upper.optimizer.lr=100"), tmp_path / "run")
+    assert summary["status"] == "diverged" and 1 <= summary["diverged_at"] < 200
