@@ -299,7 +299,7 @@ class EnvSource(Source):
             self.env = gymnasium.make(env_id, max_episode_steps=max_episode_steps, **env_kwargs)
         except (gymnasium.error.Error, TypeError) as e:
             raise OptrunError(f"env_id: cannot make the environment '{env_id}' ({e})") from e
-        self.env_id = env_id
+        self.env_id, self.env_kwargs = env_id, env_kwargs
         self.max_episode_steps = max_episode_steps or getattr(self.env.spec, "max_episode_steps", None)
         self.discrete = isinstance(self.env.action_space, gymnasium.spaces.Discrete)
         self.episodes = self.env_steps = 0
@@ -348,6 +348,54 @@ class EnvSource(Source):
                                             torch.zeros(t_, device=self.device) for lp in logps]).to(self.device)
         return out
 
+    def batch_rollouts(self, sample, n_episodes: int, horizon: int | None = None) -> dict:
+        """`n_episodes` whole episodes stepped in lockstep, one policy call per time step for all of them:
+        `sample(obs (E, *obs), generator) -> actions (E, *act)` (no graph; e.g. `policy.sample`). A trainer
+        then scores the batch in one forward pass (`policy.log_prob(observations, actions)`), which is what
+        makes a policy-gradient step cheap on the CPU.
+
+        The episodes' reset seeds are drawn first, then the actions step by step (a finished episode's
+        action is drawn and ignored, so the draws do not depend on which episodes are still running).
+        Returns the dict of `rollouts` without log_probs."""
+        _integer("n_episodes", n_episodes)
+        horizon = _integer("horizon", horizon or self.max_episode_steps)
+        envs = self._lockstep_envs(n_episodes)
+        g, e_ = self.generator, n_episodes
+        seeds = torch.randint(SEED_HIGH, (e_,), generator=g, device=g.device).tolist()
+        obs0 = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
+        obs_buf = np.zeros((e_, horizon, *obs0.shape[1:]), np.float32)
+        final = obs0.copy()
+        act_shape = () if self.discrete else self.env.action_space.shape
+        act = np.zeros((e_, horizon, *act_shape), np.int64 if self.discrete else np.float32)
+        rew, mask, term = np.zeros((e_, horizon), np.float32), np.zeros((e_, horizon), bool), np.zeros((e_, horizon), bool)
+        lengths, alive = np.zeros(e_, np.int64), np.ones(e_, bool)
+        for t in range(horizon):
+            obs_buf[:, t] = final
+            actions = sample(torch.as_tensor(obs_buf[:, t], device=self.device), g).detach().cpu().numpy()
+            for e in np.flatnonzero(alive):
+                a = int(actions[e]) if self.discrete else actions[e].reshape(act_shape)
+                obs, r, terminated, truncated, _ = envs[e].step(a)
+                act[e, t], rew[e, t], mask[e, t], term[e, t] = a, r, True, terminated
+                final[e], lengths[e] = obs, t + 1
+                if terminated or truncated:
+                    alive[e] = False
+            if not alive.any():
+                break
+        self.episodes, self.env_steps = self.episodes + e_, self.env_steps + int(lengths.sum())
+        to = lambda a: torch.as_tensor(a, device=self.device)
+        return {"observations": to(obs_buf), "actions": to(act), "rewards": to(rew), "mask": to(mask),
+                "terminated": to(term), "lengths": to(lengths), "returns": to(rew.sum(1)), "final_observations": to(final)}
+
+    def _lockstep_envs(self, n: int) -> list:
+        """`n` copies of the environment (the first is `self.env`), made once and reused."""
+        import gymnasium
+
+        envs = getattr(self, "_envs", [self.env])
+        while len(envs) < n:
+            envs.append(gymnasium.make(self.env_id, max_episode_steps=self.max_episode_steps, **self.env_kwargs))
+        self._envs = envs
+        return envs[:n]
+
     def next(self, policy=None, n: int = 1, horizon: int | None = None, **context) -> dict:
         """The protocol's name for `rollouts(policy, n, horizon)`."""
         if policy is None:
@@ -362,4 +410,5 @@ class EnvSource(Source):
         self.episodes, self.env_steps = sd["episodes"], sd["env_steps"]
 
     def close(self) -> None:
-        self.env.close()
+        for env in getattr(self, "_envs", [self.env]):
+            env.close()

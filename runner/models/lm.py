@@ -69,10 +69,15 @@ class TransformerLM(nn.Module):
                 std = 0.02 / (2 * layers) ** 0.5 if name.endswith(("proj.weight", "down.weight")) else 0.02
                 nn.init.normal_(p, std=std)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        squeeze = x.dim() == 1
-        h = self.embed(x[:, None] if squeeze else x)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last layer's input h (B, L, dim): logits = head(h). Methods that model the last layer
+        (a curvature model of the softmax head, a linear probe) read it here."""
+        h = self.embed(x)
         for block in self.blocks:
             h = block(h)
-        out = self.head(self.norm(h))
+        return self.norm(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        squeeze = x.dim() == 1
+        out = self.head(self.features(x[:, None] if squeeze else x))
         return out[:, 0] if squeeze else out
