@@ -163,3 +163,27 @@ def test_prompt_source_resumes_and_pools():
     assert all(torch.equal(x, y) for x, y in zip(other.next(), nxt)) and other.drawn == 8
     x, y = AdditionTask(2).sft_batch(5, gen())
     assert x.shape == y.shape == (5, 8) and (y[:, :5] == -100).all() and (y[:, 5:] >= 0).all()
+
+
+def test_a_local_hugging_face_model_loads_offline_and_samples(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from runner.errors import OptrunError
+    from runner.models.hf import LocalCausalLM, load_tokenizer, tiny_config
+
+    ref = transformers.AutoModelForCausalLM.from_config(tiny_config(20))
+    ref.save_pretrained(tmp_path)
+    vocab = {w: i for i, w in enumerate("0 1 2 3 4 5 6 7 8 9 + = [UNK]".split())}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(tmp_path)
+    lm = LocalCausalLM(path=str(tmp_path))
+    x = torch.tensor([load_tokenizer(str(tmp_path))("1 2 + 3 4 =")["input_ids"]])
+    assert x.tolist() == [[1, 2, 10, 3, 4, 11]]
+    assert torch.allclose(lm(x), ref(input_ids=x).logits) and torch.allclose(lm.head(lm.features(x)), lm(x), atol=1e-5)
+    tokens, logp = generate(lm, x, 3, gen())
+    assert torch.allclose(token_log_probs(completion_logits(lm, tokens, 6), tokens[:, 6:]), logp, atol=1e-5)
+    assert LocalCausalLM(stand_in=True, n_classes=12)(x).shape == (1, 6, 12)
+    with pytest.raises(OptrunError, match="model.path"):
+        LocalCausalLM(path=str(tmp_path / "missing"))
