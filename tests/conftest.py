@@ -23,6 +23,31 @@ def make_cfg():
     return _make
 
 
+def _stand_in(node) -> None:
+    from omegaconf import DictConfig
+
+    if isinstance(node, DictConfig):
+        for k in list(node.keys()):
+            if k == "stand_in":
+                node[k] = True
+            else:
+                _stand_in(node._get_node(k))
+
+
+@pytest.fixture
+def stand_in():
+    """stand_in(cfg): set every `stand_in` key to true (in place): data sets and models read from files
+    become random ones of their shapes, so a paper-scale config builds on the CPU without its files."""
+    from omegaconf import OmegaConf
+
+    def _apply(cfg):
+        OmegaConf.set_struct(cfg, False)
+        _stand_in(cfg)
+        return cfg
+
+    return _apply
+
+
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("OPTRUN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig, OmegaConf
 
 from runner import experiments
 from runner.claims import Claim
@@ -80,27 +79,16 @@ def test_every_smoke_arm_composes(make_cfg, exp, study, arm, overrides):
 PROBE_SIZES = {"prune": {"m": 8, "grad_batch": 1, "rounds": 1, "loss_samples": 64}}
 
 
-def _stand_in(node) -> None:
-    """Set every `stand_in` key to true: data sets read from files become random tensors of their shapes."""
-    if isinstance(node, DictConfig):
-        for k in list(node.keys()):
-            if k == "stand_in":
-                node[k] = True
-            else:
-                _stand_in(node._get_node(k))
-
-
 @pytest.mark.parametrize("exp, study, arm, overrides",
                          [pytest.param(*a, id=f"{a[0]}-{a[1]}-{a[2]}") for a in _arms("paper")])
-def test_every_paper_arm_runs_two_steps_on_a_stand_in(make_cfg, tmp_path, exp, study, arm, overrides):
+def test_every_paper_arm_runs_two_steps_on_a_stand_in(make_cfg, stand_in, tmp_path, exp, study, arm, overrides):
     """The paper's setup (model, data shapes, optimizer, hooks) builds and steps on the CPU."""
     from runner.dispatch import build
     from runner.engine import Engine
     from runner.results import MetricsWriter
 
     cfg = make_cfg(*_single(overrides), "device=cpu", f"results_dir={tmp_path}")
-    OmegaConf.set_struct(cfg, False)
-    _stand_in(cfg)
+    stand_in(cfg)
     for hook, small in PROBE_SIZES.items():  # end-of-run probes at paper size take hours on a CPU
         if hook in (cfg.get("hooks") or {}):
             cfg.hooks[hook].update(small)

@@ -12,7 +12,7 @@ import torch
 from runner.data.tasks import AdditionTask, PromptSource
 from runner.dispatch import build, execute
 from runner.models.lm import TransformerLM
-from runner.models.policy import GaussianMLPPolicy, LinearSoftmaxPolicy
+from runner.models.policy import GaussianMLPPolicy, LinearSoftmaxPolicy, SoftmaxMLPPolicy
 from runner.models.sampling import completion_logits, generate, token_entropy, token_log_probs
 from runner.trainers.rollout import discounted_rewards_to_go, gpomdp_surrogate
 
@@ -51,12 +51,12 @@ def test_gpomdp_matches_the_sum_it_defines():
 
 
 def test_policies_score_what_they_sample():
-    pi = LinearSoftmaxPolicy(4, 3, init_std=0.5)
-    obs = torch.randn(5, 7, 4)
-    a = pi.sample(obs, gen())
-    assert a.shape == (5, 7) and a.dtype == torch.long
-    dist = torch.distributions.Categorical(logits=pi(obs))
-    assert torch.allclose(pi.log_prob(obs, a), dist.log_prob(a)) and torch.allclose(pi.entropy(obs), dist.entropy())
+    for pi in (LinearSoftmaxPolicy(4, 3, init_std=0.5), SoftmaxMLPPolicy(4, 3, hidden=[8, 8])):
+        obs = torch.randn(5, 7, 4)
+        a = pi.sample(obs, gen())
+        assert a.shape == (5, 7) and a.dtype == torch.long
+        dist = torch.distributions.Categorical(logits=pi(obs))
+        assert torch.allclose(pi.log_prob(obs, a), dist.log_prob(a)) and torch.allclose(pi.entropy(obs), dist.entropy())
     gauss = GaussianMLPPolicy(3, 2, hidden=[8])
     obs = torch.randn(4, 3)
     act = gauss.sample(obs, gen())

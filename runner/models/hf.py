@@ -47,8 +47,13 @@ class LocalCausalLM(nn.Module):
             if not path or not (Path(path) / "config.json").is_file():
                 raise OptrunError(f"model.path: expected a local Hugging Face model folder with config.json, got {path!r}")
             self.lm = tf.AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=DTYPES[dtype])
-        self.head = self.lm.get_output_embeddings()
         self.vocab_size = self.lm.config.vocab_size
+
+    @property
+    def head(self) -> nn.Module:
+        """The output layer, looked up rather than registered a second time (a module registered under two
+        names loses requires_grad through torch.func.functional_call)."""
+        return self.lm.get_output_embeddings()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.lm.model(input_ids=x).last_hidden_state

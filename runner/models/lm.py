@@ -60,6 +60,7 @@ class TransformerLM(nn.Module):
         super().__init__()
         if dim % heads or (dim // heads) % 2:
             raise OptrunError(f"model: dim ({dim}) must split into heads ({heads}) of even size")
+        self.vocab_size = n_classes
         self.embed = nn.Embedding(n_classes, dim)
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(layers))
         self.norm = nn.RMSNorm(dim)

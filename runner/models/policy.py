@@ -18,22 +18,22 @@ from torch import nn
 from runner.errors import OptrunError
 
 
-class LinearSoftmaxPolicy(nn.Module):
-    """pi(a | s) = softmax(W s + b)_a: the linear-softmax policy of tabular-free policy-gradient theory
-    (CartPole: 2 x 4 weights and 2 biases). `init_std` 0 starts at the uniform policy."""
+def tanh_mlp(in_dim: int, hidden, out_dim: int) -> nn.Sequential:
+    """Linear layers of widths `hidden` with tanh between them: the policy networks of PG benchmarks."""
+    layers, width = [], in_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.Tanh()]
+        width = h
+    return nn.Sequential(*layers, nn.Linear(width, out_dim))
 
-    def __init__(self, obs_dim: int, n_actions: int, bias: bool = True, init_std: float = 0.0):
-        super().__init__()
-        if obs_dim <= 0 or n_actions < 2:
-            raise OptrunError(f"policy: expected obs_dim >= 1 and n_actions >= 2, got {obs_dim} and {n_actions}")
-        self.linear = nn.Linear(obs_dim, n_actions, bias=bias)
-        nn.init.normal_(self.linear.weight, std=init_std) if init_std > 0 else nn.init.zeros_(self.linear.weight)
-        if bias:
-            nn.init.zeros_(self.linear.bias)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Logits (..., n_actions)."""
-        return self.linear(obs)
+def _check_dims(obs_dim: int, n_out: int, least: int) -> None:
+    if obs_dim <= 0 or n_out < least:
+        raise OptrunError(f"policy: expected obs_dim >= 1 and an action size >= {least}, got {obs_dim} and {n_out}")
+
+
+class CategoricalPolicy(nn.Module):
+    """pi(a | s) = softmax(self(s))_a for discrete actions; a subclass defines `forward` -> logits."""
 
     @torch.no_grad()
     def sample(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -49,6 +49,36 @@ class LinearSoftmaxPolicy(nn.Module):
         return -(logp.exp() * logp).sum(-1)
 
 
+class LinearSoftmaxPolicy(CategoricalPolicy):
+    """pi(a | s) = softmax(W s + b)_a: the linear-softmax policy of policy-gradient theory (CartPole: 2 x 4
+    weights and 2 biases). `init_std` 0 starts at the uniform policy."""
+
+    def __init__(self, obs_dim: int, n_actions: int, bias: bool = True, init_std: float = 0.0):
+        super().__init__()
+        _check_dims(obs_dim, n_actions, 2)
+        self.linear = nn.Linear(obs_dim, n_actions, bias=bias)
+        nn.init.normal_(self.linear.weight, std=init_std) if init_std > 0 else nn.init.zeros_(self.linear.weight)
+        if bias:
+            nn.init.zeros_(self.linear.bias)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits (..., n_actions)."""
+        return self.linear(obs)
+
+
+class SoftmaxMLPPolicy(CategoricalPolicy):
+    """pi(a | s) = softmax(MLP(s))_a with tanh hidden layers (garage's discrete-action policy; 32-32 in
+    the policy-gradient papers' cartpole and acrobot runs)."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] | list[int] = (32, 32)):
+        super().__init__()
+        _check_dims(obs_dim, n_actions, 2)
+        self.net = tanh_mlp(obs_dim, hidden, n_actions)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
 class GaussianMLPPolicy(nn.Module):
     """pi(a | s) = N(mu(s), diag(exp(2 log_std))): a tanh MLP mean and a state-independent learned log
     standard deviation, the usual policy of MuJoCo policy-gradient benchmarks. Actions are not squashed
@@ -56,13 +86,8 @@ class GaussianMLPPolicy(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] | list[int] = (64, 64), log_std: float = -0.5):
         super().__init__()
-        if obs_dim <= 0 or act_dim <= 0:
-            raise OptrunError(f"policy: expected obs_dim, act_dim >= 1, got {obs_dim} and {act_dim}")
-        layers, width = [], obs_dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.Tanh()]
-            width = h
-        self.mean = nn.Sequential(*layers, nn.Linear(width, act_dim))
+        _check_dims(obs_dim, act_dim, 1)
+        self.mean = tanh_mlp(obs_dim, hidden, act_dim)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

@@ -82,6 +82,24 @@ class TrainState:
         return self.optimizer.param_groups[0]["lr"]
 
 
+class StepTrainer:
+    """The optional parts of the engine's trainer protocol, for trainers that write their own step (two-level,
+    rollout): a subclass defines `phases(state)` and `step(state) -> dict with loss`, and may keep state
+    of its own for resume in `extra_state` / `load_extra_state`."""
+
+    def begin_phase(self, state: TrainState, phase: Phase) -> None:
+        pass
+
+    def step(self, state: TrainState) -> dict:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, sd: dict) -> None:
+        pass
+
+
 class ModelObjective:
     """The functional objective of a trainer that fits `model(x)` to targets with `criterion`.
 

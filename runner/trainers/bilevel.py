@@ -30,7 +30,7 @@ import torch
 
 from runner.curvature.implicit import SOLVERS, Oracles, grad_y, hypergradient
 from runner.errors import OptrunError
-from runner.trainers.base import Phase, TrainState
+from runner.trainers.base import Phase, StepTrainer, TrainState
 
 
 class Vector(torch.nn.Module):
@@ -41,7 +41,7 @@ class Vector(torch.nn.Module):
         self.value = torch.nn.Parameter(torch.randn(dim) * scale if scale else torch.zeros(dim))
 
 
-class BilevelTrainer:
+class BilevelTrainer(StepTrainer):
     """The base of two-level trainers: the upper-level variable is component `upper`, the lower-level
     one `lower` (modules with their own optimizers and schedules), `steps` upper-level steps, and an
     `Oracles` counter that the step's metrics and the checkpoint carry. A subclass builds its problem
@@ -76,18 +76,6 @@ class BilevelTrainer:
 
     def setup(self, state: TrainState, x: torch.Tensor, y: torch.Tensor) -> None:
         raise NotImplementedError
-
-    def begin_phase(self, state: TrainState, phase: Phase) -> None:
-        pass
-
-    def step(self, state: TrainState) -> dict:
-        raise NotImplementedError
-
-    def extra_state(self) -> dict:
-        return {}
-
-    def load_extra_state(self, sd: dict) -> None:
-        pass
 
     def state_dict(self) -> dict:
         return {"oracles": self.oracles.state_dict(), **self.extra_state()}

@@ -26,7 +26,7 @@ import torch
 from hydra.utils import instantiate
 
 from runner.errors import OptrunError
-from runner.trainers.base import Phase, TrainState
+from runner.trainers.base import Phase, StepTrainer, TrainState
 
 
 def discounted_rewards_to_go(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -49,7 +49,7 @@ def flat_grad(output: torch.Tensor, params: list[torch.Tensor], create_graph: bo
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
 
 
-class RolloutTrainer:
+class RolloutTrainer(StepTrainer):
     """The base of rollout trainers (see the module docstring). A subclass implements `step(state)` and
     may override `setup(state)` (called once the source is ready) and `extra_state`/`load_extra_state`.
     Divergence is data: return `loss = self.guarded(loss, *tensors)`, +inf once a value is not finite or a
@@ -109,18 +109,6 @@ class RolloutTrainer:
         return [Phase(steps=self.steps, name="rollout")]
 
     def setup(self, state: TrainState) -> None:
-        pass
-
-    def begin_phase(self, state: TrainState, phase: Phase) -> None:
-        pass
-
-    def step(self, state: TrainState) -> dict:
-        raise NotImplementedError
-
-    def extra_state(self) -> dict:
-        return {}
-
-    def load_extra_state(self, sd: dict) -> None:
         pass
 
     def state_dict(self) -> dict:
