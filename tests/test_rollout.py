@@ -187,3 +187,41 @@ def test_a_local_hugging_face_model_loads_offline_and_samples(tmp_path):
     assert LocalCausalLM(stand_in=True, n_classes=12)(x).shape == (1, 6, 12)
     with pytest.raises(OptrunError, match="model.path"):
         LocalCausalLM(path=str(tmp_path / "missing"))
+
+
+def test_left_padded_cached_decoding_matches_each_prompt_alone():
+    transformers = pytest.importorskip("transformers")
+    from runner.models.hf import LocalCausalLM, tiny_config
+
+    torch.manual_seed(0)
+    lm = LocalCausalLM(stand_in=True, n_classes=20)
+    lm.lm = transformers.AutoModelForCausalLM.from_config(tiny_config(20))  # a fresh random model, seeded above
+    pad, eos = 0, 19
+    short, long_ = [5, 6, 7], [3, 4, 5, 6, 7, 8]
+    prompts = torch.tensor([[pad] * 3 + short, long_])
+    tokens, logp = generate(lm, prompts, 5, gen(), greedy=True, pad_id=pad)
+    for row, prompt in enumerate((short, long_)):
+        alone, alone_logp = generate(lm, torch.tensor([prompt]), 5, gen(), greedy=True)
+        assert torch.equal(tokens[row, 6:], alone[0, len(prompt):])
+        assert torch.allclose(logp[row], alone_logp[0], atol=1e-5)
+
+    class Uncached(torch.nn.Module):  # the same model without its key/value cache: re-runs the prefix
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, attention_mask=None):
+            return self.inner(x, attention_mask=attention_mask)
+
+    sampled, sampled_logp = generate(lm, prompts, 5, gen(7), pad_id=pad)
+    again, again_logp = generate(Uncached(lm), prompts, 5, gen(7), pad_id=pad)
+    assert torch.equal(sampled, again) and torch.allclose(sampled_logp, again_logp, atol=1e-5)
+    rescored = token_log_probs(completion_logits(lm, sampled, 6, pad_id=pad), sampled[:, 6:])
+    assert torch.allclose(rescored, sampled_logp, atol=1e-4)
+    eos = int(tokens[0, 6])  # the first greedy token of row 0 as the end token: row 0 ends at once
+    ended, ended_logp = generate(lm, prompts, 5, gen(), greedy=True, pad_id=pad, eos_id=eos)
+    assert ended.shape == (2, 11) and (ended[0, 6:] == eos).all()
+    one, one_logp = generate(lm, prompts[:1], 5, gen(), greedy=True, pad_id=pad, eos_id=eos)
+    assert torch.equal(one, ended[:1]) and (one_logp[0, 1:] == 0).all()  # stopped: the rest filled
+    with pytest.raises(Exception, match="attention mask"):
+        generate(TransformerLM(None, 20, dim=16, layers=1, heads=2), prompts, 2, gen(), pad_id=pad)

@@ -71,7 +71,7 @@ class MathTask:
                  max_prompt_len: int = 512, max_new_tokens: int = 1024, stand_in: bool = False,
                  vocab_size: int = 64, stand_in_problems: int = 64):
         self.answer_len = max_new_tokens
-        if stand_in:  # one-token answers and a few new tokens (decoding has no KV cache)
+        if stand_in:  # one-token answers and a few new tokens (a CPU check)
             self.answer_len = min(max_new_tokens, 4)
             g = torch.Generator().manual_seed(0)
             self.vocab_size, self.eos, self.pad = vocab_size, None, 0

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from experiments.capo.capo import predicted_kl, trial_update
 from runner.errors import OptrunError
-from runner.models.sampling import generate, token_entropy
+from runner.models.sampling import attention_mask_for, generate, token_entropy
 from runner.trainers.base import Phase, TrainState
 from runner.trainers.rollout import RolloutTrainer
 
@@ -91,12 +91,16 @@ class GRPOCAPO(RolloutTrainer):
         self.sft_steps, self.sft_batch_size, self.sft_lr = sft_steps, sft_batch, sft_lr
         self.eval_prompts, self.eval_every = eval_prompts, eval_every
         self.sft_opt, self.phase, self.rl_step = None, "rl", 0
+        self.pad_id = self.eos_id = None  # set in setup for a tokenized data set
 
     # -- setup
     def setup(self, state: TrainState) -> None:
         if self.source is None or not hasattr(self.source, "task"):
             raise OptrunError("trainer.source: GRPO needs a prompt source (runner.data.tasks.PromptSource)")
         self.task = self.source.task
+        # a tokenized data set left-pads its prompts and ends completions with the end token (paper scale)
+        tokenized = getattr(self.task, "tokenizer", None) is not None
+        self.pad_id, self.eos_id = (self.task.pad, self.task.eos) if tokenized else (None, None)
         self.gen = state.stream("trainer.sample")
         self.eval_set = self.task.sample(self.eval_prompts, state.stream("trainer.eval"))
         self.eval_set = tuple(t.to(state.device) for t in self.eval_set)
@@ -140,7 +144,8 @@ class GRPOCAPO(RolloutTrainer):
     def evaluate(self, policy) -> float:
         """Greedy exact match on the fixed held-out prompts (the accuracy the claims read)."""
         prompts, answers = self.eval_set
-        tokens, _ = generate(policy, prompts, self.task.answer_len, self.gen, greedy=True)
+        tokens, _ = generate(policy, prompts, self.task.answer_len, self.gen, greedy=True, pad_id=self.pad_id,
+                             eos_id=self.eos_id)
         return float(self.task.reward(tokens[:, prompts.shape[1]:], answers).mean())
 
     # -- GRPO (and CAPO)
@@ -148,7 +153,8 @@ class GRPOCAPO(RolloutTrainer):
         policy, opt = state.modules["policy"], state.optimizers["policy"]
         prompts, answers = self.source.next(self.prompts)
         prompts, answers = prompts.repeat_interleave(self.group, 0), answers.repeat_interleave(self.group, 0)
-        tokens, old_logp = generate(policy, prompts, self.task.answer_len, self.gen, temperature=self.temperature)
+        tokens, old_logp = generate(policy, prompts, self.task.answer_len, self.gen, temperature=self.temperature,
+                                   pad_id=self.pad_id, eos_id=self.eos_id)
         P = prompts.shape[1]
         completions = tokens[:, P:]
         valid = self.task.completion_mask(completions) if hasattr(self.task, "completion_mask") \
@@ -175,7 +181,9 @@ class GRPOCAPO(RolloutTrainer):
         (CAPO), the step, and the realised KL(pi_new || pi_old) on the same tokens."""
         params = tuple(p for p in policy.parameters() if p.requires_grad)
         inputs = tokens[:, :-1]
-        h = policy.features(inputs)[:, P - 1:]
+        mask = attention_mask_for(tokens[:, :P], self.pad_id, inputs.shape[1] - P)
+        self.masked = {} if mask is None else {"attention_mask": mask}  # the prompts' left padding
+        h = policy.features(inputs, **self.masked)[:, P - 1:]
         logits = policy.head(h).float()
         logp_all = torch.log_softmax(logits, -1)
         logp = logp_all.gather(-1, tokens[:, P:, None]).squeeze(-1)
@@ -202,7 +210,7 @@ class GRPOCAPO(RolloutTrainer):
         before = head.detach().clone()
         opt.step()
         with torch.no_grad():
-            new_logits = policy(inputs)[:, P - 1:].float()
+            new_logits = policy(inputs, **self.masked)[:, P - 1:].float()
             new_logp = torch.log_softmax(new_logits, -1)
             kl_real = ((new_logp.exp() * (new_logp - logp_all.detach())).sum(-1) * valid).sum() / n
             kl_pred = (predicted_kl(new_logits - logits.detach(), pi) * valid).sum() / n
@@ -228,7 +236,7 @@ class GRPOCAPO(RolloutTrainer):
         try:
             for p, d in zip(params, proposed):
                 p.data = p.data + d
-            dz = policy(inputs)[:, P - 1:].float() - logits.detach()
+            dz = policy(inputs, **self.masked)[:, P - 1:].float() - logits.detach()
         finally:
             for p, s in zip(params, saved):
                 p.data = s

@@ -9,6 +9,7 @@ that a paper-scale arm builds and steps), with `vocab_size` tokens.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -25,6 +26,11 @@ def _transformers():
     except ImportError as e:
         raise OptrunError("model: a local Hugging Face model needs transformers (pip install -e '.[llm]')") from e
     return transformers
+
+
+def positions(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Position ids that start at 0 on each row's first real token (left padding gets 0 too)."""
+    return None if attention_mask is None else (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
 def tiny_config(vocab_size: int = 64, dim: int = 32, layers: int = 2, heads: int = 4):
@@ -48,6 +54,8 @@ class LocalCausalLM(nn.Module):
                 raise OptrunError(f"model.path: expected a local Hugging Face model folder with config.json, got {path!r}")
             self.lm = tf.AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=DTYPES[dtype])
         self.vocab_size = self.lm.config.vocab_size
+        # transformers renamed the cache argument (`past_key_values` -> `cache`); use the one this version has
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.lm.forward).parameters else "past_key_values"
 
     @property
     def head(self) -> nn.Module:
@@ -55,11 +63,20 @@ class LocalCausalLM(nn.Module):
         names loses requires_grad through torch.func.functional_call)."""
         return self.lm.get_output_embeddings()
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lm.model(input_ids=x).last_hidden_state
+    def features(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.lm.model(input_ids=x, attention_mask=attention_mask,
+                             position_ids=positions(attention_mask)).last_hidden_state
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lm(input_ids=x).logits
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.lm(input_ids=x, attention_mask=attention_mask, position_ids=positions(attention_mask)).logits
+
+    def cached_logits(self, x: torch.Tensor, cache=None, attention_mask: torch.Tensor | None = None):
+        """Decoding with the key/value cache: `x` is the whole prompt on the first call (cache None), then
+        the one new token per row; `attention_mask` covers everything so far. Returns the last position's
+        logits and the cache (what `runner.models.sampling.generate` uses)."""
+        pos = None if attention_mask is None else positions(attention_mask)[:, -x.shape[1]:]
+        out = self.lm(input_ids=x, attention_mask=attention_mask, position_ids=pos, use_cache=True, **{self._cache_arg: cache})
+        return out.logits[:, -1], out.past_key_values
 
 
 def load_tokenizer(path: str):
