@@ -226,15 +226,19 @@ class UnlearnTrainer:
     def step(self, state: TrainState) -> dict:
         return getattr(self, f"{self.phase}_step")(state)
 
-    def learn_step(self, state: TrainState) -> dict:
-        qa = self.batch(self.everything)
-        p = self.params()
-        _, ce, hit = self.scores(p, qa)
+    def fit_step(self, qa) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on the cross-entropy of `qa` (learning the facts, or the attack's fine-tuning);
+        returns the loss and the per-fact hits before the step."""
+        _, ce, hit = self.scores(self.params(), qa)
         loss = ce.mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         self.grad_calls += 1
+        return loss, hit
+
+    def learn_step(self, state: TrainState) -> dict:
+        loss, hit = self.fit_step(self.batch(self.everything))
         return {"loss": self.guarded(loss), "train_acc": float(hit.float().mean() * 100), "grad_calls": self.grad_calls}
 
     def unlearn_step(self, state: TrainState) -> dict:
@@ -288,13 +292,7 @@ class UnlearnTrainer:
 
     def attack_step(self, state: TrainState) -> dict:
         atk, held = self.forget.subset(self.attack_idx), self.forget.subset(self.held_idx)
-        p = self.params()
-        _, ce, hit = self.scores(p, atk)
-        loss = ce.mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.grad_calls += 1
+        loss, hit = self.fit_step(atk)
         with torch.no_grad():
             _, hce, hhit = self.scores(self.params(), held)
         out = {"loss": self.guarded(loss), "attack_acc": float(hit.float().mean() * 100),
