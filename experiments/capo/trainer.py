@@ -182,8 +182,8 @@ class GRPOCAPO(RolloutTrainer):
         params = tuple(p for p in policy.parameters() if p.requires_grad)
         inputs = tokens[:, :-1]
         mask = attention_mask_for(tokens[:, :P], self.pad_id, inputs.shape[1] - P)
-        self.masked = {} if mask is None else {"attention_mask": mask}  # the prompts' left padding
-        h = policy.features(inputs, **self.masked)[:, P - 1:]
+        masked = {} if mask is None else {"attention_mask": mask}  # the prompts' left padding
+        h = policy.features(inputs, **masked)[:, P - 1:]
         logits = policy.head(h).float()
         logp_all = torch.log_softmax(logits, -1)
         logp = logp_all.gather(-1, tokens[:, P:, None]).squeeze(-1)
@@ -196,7 +196,7 @@ class GRPOCAPO(RolloutTrainer):
         keep = torch.ones_like(valid)
         if self.capo:  # predict the step before taking it, and mask
             proposed = trial_update(opt, list(params), grads)
-            kl_head, kl_tok = self.predict(policy, params, proposed, inputs, P, hd, logits, pi, proposed[next(i for i, p in enumerate(params) if p is head)])
+            kl_head, kl_tok = self.predict(policy, params, proposed, inputs, masked, P, hd, logits, pi, proposed[next(i for i, p in enumerate(params) if p is head)])
             flagged = (kl_tok > self.delta) & valid
             keep = ~flagged
             if flagged.any():
@@ -210,7 +210,7 @@ class GRPOCAPO(RolloutTrainer):
         before = head.detach().clone()
         opt.step()
         with torch.no_grad():
-            new_logits = policy(inputs, **self.masked)[:, P - 1:].float()
+            new_logits = policy(inputs, **masked)[:, P - 1:].float()
             new_logp = torch.log_softmax(new_logits, -1)
             kl_real = ((new_logp.exp() * (new_logp - logp_all.detach())).sum(-1) * valid).sum() / n
             kl_pred = (predicted_kl(new_logits - logits.detach(), pi) * valid).sum() / n
@@ -225,7 +225,7 @@ class GRPOCAPO(RolloutTrainer):
                 "clip_fraction": float((clipped & valid).sum() / n), "entropy": entropy}
 
     @torch.no_grad()
-    def predict(self, policy, params, proposed, inputs, P, hd, logits, pi, head_delta):
+    def predict(self, policy, params, proposed, inputs, masked, P, hd, logits, pi, head_delta):
         """Per-token predicted KL of a proposed step: head only (features fixed) and the chosen model. The
         network's logits at the trial parameters come from swapping each parameter's data for a moment
         (`.data`, so the autograd graph that saved the parameters stays valid)."""
@@ -236,7 +236,7 @@ class GRPOCAPO(RolloutTrainer):
         try:
             for p, d in zip(params, proposed):
                 p.data = p.data + d
-            dz = policy(inputs, **self.masked)[:, P - 1:].float() - logits.detach()
+            dz = policy(inputs, **masked)[:, P - 1:].float() - logits.detach()
         finally:
             for p, s in zip(params, saved):
                 p.data = s

@@ -31,15 +31,13 @@ run's streams; the attack subset depends on the seed only, so all methods of a s
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
 from experiments.stableun.facts import QA, answer_scores, cat_qa, load_qa_files, stand_in_qa, synthetic_facts
 from runner.errors import OptrunError
-from runner.trainers.base import Phase, TrainState
+from runner.trainers.base import Phase, StepTrainer, TrainState
 
 FORGET_LOSSES = ("ga", "npo")
 PERTURBATIONS = ("sap", "gpn")
@@ -53,7 +51,7 @@ def norm(a: list) -> torch.Tensor:
     return dot(a, a).sqrt()
 
 
-class UnlearnTrainer:
+class UnlearnTrainer(StepTrainer):
     """Learn -> unlearn (GA, NPO or StableUN) -> relearning attack; see the module docstring."""
 
     def __init__(self, forget_loss: str = "npo", feedback: bool = False, perturbation: str = "sap",
@@ -217,11 +215,6 @@ class UnlearnTrainer:
     def param_norm(self) -> torch.Tensor:
         return norm([p.detach() for p in self.params().values()])
 
-    def guarded(self, loss: torch.Tensor) -> torch.Tensor:
-        pn = self.param_norm()
-        bad = not (math.isfinite(float(loss.detach())) and math.isfinite(float(pn)) and float(pn) <= self.diverge_above)
-        return torch.tensor(math.inf) if bad else loss.detach()
-
     # -- the steps
     def step(self, state: TrainState) -> dict:
         return getattr(self, f"{self.phase}_step")(state)
@@ -239,7 +232,7 @@ class UnlearnTrainer:
 
     def learn_step(self, state: TrainState) -> dict:
         loss, hit = self.fit_step(self.batch(self.everything))
-        return {"loss": self.guarded(loss), "train_acc": float(hit.float().mean() * 100), "grad_calls": self.grad_calls}
+        return {"loss": self.guarded(loss.detach(), self.param_norm()), "train_acc": float(hit.float().mean() * 100), "grad_calls": self.grad_calls}
 
     def unlearn_step(self, state: TrainState) -> dict:
         if self.done_at is not None:  # reached the target: the rest of the phase changes nothing
@@ -285,7 +278,7 @@ class UnlearnTrainer:
         ev = self.evaluate()
         if ev["forget_acc"] <= self.forget_target:
             self.done_at = state.step + 1 - self.learn_steps
-        return {"loss": self.guarded(loss), "forget_loss": float(loss - self.lam * Lr(theta).detach()),
+        return {"loss": self.guarded(loss.detach(), self.param_norm()), "forget_loss": float(loss - self.lam * Lr(theta).detach()),
                 "learned_acc": self.learned_acc,
                 "unlearned": float(self.done_at is not None), "unlearn_steps_used": self.done_at or (state.step + 1 - self.learn_steps),
                 "grad_calls": self.grad_calls, "param_norm": float(self.param_norm()), **out, **ev}
@@ -295,7 +288,7 @@ class UnlearnTrainer:
         loss, hit = self.fit_step(atk)
         with torch.no_grad():
             _, hce, hhit = self.scores(self.params(), held)
-        out = {"loss": self.guarded(loss), "attack_acc": float(hit.float().mean() * 100),
+        out = {"loss": self.guarded(loss.detach(), self.param_norm()), "attack_acc": float(hit.float().mean() * 100),
                "relearn_acc": float(hhit.float().mean() * 100), "relearn_ce": float(hce.mean()),
                "grad_calls": self.grad_calls, "sharpness": self.sharpness, **self.before_attack, **self.evaluate()}
         out["unlearned"] = float(self.done_at is not None)

@@ -1,6 +1,7 @@
 """Pieces every trainer shares: phases, the training state, and index-based batch sampling."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -85,7 +86,19 @@ class TrainState:
 class StepTrainer:
     """The optional parts of the engine's trainer protocol, for trainers that write their own step (two-level,
     rollout): a subclass defines `phases(state)` and `step(state) -> dict with loss`, and may keep state
-    of its own for resume in `extra_state` / `load_extra_state`."""
+    of its own for resume in `extra_state` / `load_extra_state`. Divergence is data: a step returns
+    `loss = self.guarded(loss, *tensors)`, which is +inf once the loss or a tensor's norm is not finite or
+    the norm exceeds `self.diverge_above`; the engine then ends the run `diverged` at that step."""
+
+    diverge_above: float = 1e6
+
+    def guarded(self, loss, *tensors: torch.Tensor) -> torch.Tensor:
+        loss = torch.as_tensor(loss)
+        blown = ~torch.isfinite(loss)
+        for v in tensors:
+            n = v.detach().norm().to(loss.device)
+            blown = blown | ~torch.isfinite(n) | (n > self.diverge_above)
+        return torch.where(blown, torch.full_like(loss, math.inf), loss)
 
     def begin_phase(self, state: TrainState, phase: Phase) -> None:
         pass

@@ -24,8 +24,6 @@ optimizers, a stream of its own, checkpoint and resume of all of them.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from runner.curvature.implicit import SOLVERS, Oracles, grad_y, hypergradient
@@ -58,14 +56,6 @@ class BilevelTrainer(StepTrainer):
         if not diverge_above > 0:
             raise OptrunError(f"trainer.diverge_above: expected a positive number, got {diverge_above}")
         self.steps, self.diverge_above, self.oracles = steps, diverge_above, Oracles()
-
-    def guarded(self, loss: torch.Tensor, *variables: torch.Tensor) -> torch.Tensor:
-        """`loss`, or +inf where it or a variable is not finite or a variable's norm exceeds `diverge_above`."""
-        blown = ~torch.isfinite(loss)
-        for v in variables:
-            n = v.detach().norm()
-            blown = blown | ~torch.isfinite(n) | (n > self.diverge_above)
-        return torch.where(blown, torch.full_like(loss, math.inf), loss)
 
     def phases(self, state: TrainState) -> list[Phase]:
         for name in ("upper", "lower"):

@@ -20,8 +20,6 @@ estimators (normalized momentum, look-ahead points, Hessian corrections, GRPO) s
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from hydra.utils import instantiate
 
@@ -52,8 +50,7 @@ def flat_grad(output: torch.Tensor, params: list[torch.Tensor], create_graph: bo
 class RolloutTrainer(StepTrainer):
     """The base of rollout trainers (see the module docstring). A subclass implements `step(state)` and
     may override `setup(state)` (called once the source is ready) and `extra_state`/`load_extra_state`.
-    Divergence is data: return `loss = self.guarded(loss, *tensors)`, +inf once a value is not finite or a
-    tensor's norm exceeds `diverge_above`, and the engine ends the run `diverged` at that step.
+    Divergence is data: return `loss = self.guarded(loss, *tensors)` (StepTrainer).
 
     `counted` names the costs logged from the first step (`count(name)` adds any other, e.g. `samples`,
     `tokens`, `hvp_calls`, `forward_passes`)."""
@@ -80,14 +77,6 @@ class RolloutTrainer(StepTrainer):
 
     def count_metrics(self) -> dict:
         return dict(self.counts)
-
-    def guarded(self, loss, *tensors: torch.Tensor) -> torch.Tensor:
-        loss = torch.as_tensor(loss, dtype=torch.float32)
-        blown = ~torch.isfinite(loss)
-        for v in tensors:
-            n = v.detach().float().norm().cpu()
-            blown = blown | ~torch.isfinite(n) | (n > self.diverge_above)
-        return torch.where(blown, torch.full_like(loss, math.inf), loss)
 
     def policy_params(self, state: TrainState, name: str = "policy") -> list[torch.Tensor]:
         return [p for p in state.modules[name].parameters() if p.requires_grad]
