@@ -30,7 +30,7 @@ SETTINGS = {  # per hook, applied when it is selected
     "prune": ["m=4", "rounds=1", "sparsities=[0.5]", "loss_samples=50"],
     "iterate_average": ["second_order=false", "report_every=4"], "complexity": ["every=4"],
     "update_norms": ["every=3"], "optimizer_stats": ["every=3"], "continual_eval": ["max_samples=40"],
-    "population": ["every=4"],
+    "population": ["every=4"], "grad_alignment": ["every=4", "trials=2", "estimator={_target_:runner.estimators.zeroth_order.SPSA}"],
 }
 CONTINUAL = ["trainer=continual", "dataset=split_digits", "trainer.iters_per_task=4", "model.hidden=[16]",
              "device=cpu", "flush_every=5"]

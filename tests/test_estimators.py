@@ -181,3 +181,16 @@ def test_a_run_at_equal_forward_passes_with_the_probe(make_cfg, tmp_path):
     assert m["step"].iloc[-1] == 10 and m["forward_passes"].iloc[-1] == 30 and (m["backward_passes"] == 0).all()
     cos = m["grad_alignment/cos"].dropna()
     assert len(cos) == 2 and cos.abs().max() < 0.5
+
+
+def test_the_readme_example_estimator_points_along_the_gradient():
+    """The README's "bring your own estimator" snippet runs and estimates the gradient."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"```python\n(import torch\nfrom runner.estimators import Estimate.*?)```", text, re.S).group(1)
+    ns: dict = {}
+    exec(code, ns)
+    problem, batch = tiny_problem()
+    assert cosine(mean_direction(ns["TwoPoint"](), problem, batch, trials=2000), true_grad(problem, batch)) > 0.97
