@@ -112,7 +112,11 @@ def _instantiation_error(e: Exception) -> OptrunError:
         cause = cause.__cause__
     if isinstance(cause, OptrunError):
         return cause
-    return OptrunError(f"could not build the run: {str(e).strip().splitlines()[0]}")
+    lines = str(e).strip().splitlines()
+    if "unexpected keyword argument 'estimator'" in str(e):
+        return OptrunError(f"estimator=: {lines[0].split('target ')[-1].rstrip(':')} takes no gradient estimator "
+                           f"(the supervised trainer and papers' trainers that accept trainer.estimator do)")
+    return OptrunError(f"could not build the run: {' '.join(lines[:2])}")
 
 
 def execute(cfg: DictConfig, run_path: str | Path) -> dict:
