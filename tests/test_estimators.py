@@ -196,8 +196,8 @@ def test_the_readme_example_estimator_points_along_the_gradient():
     assert cosine(mean_direction(ns["TwoPoint"](), problem, batch, trials=2000), true_grad(problem, batch)) > 0.97
 
 
-def test_an_estimator_on_a_trainer_without_one_is_a_clear_error(make_cfg):
-    from runner.dispatch import build
+def test_an_estimator_on_a_trainer_without_one_is_a_clear_error(make_cfg, tmp_path):
+    from runner.dispatch import execute
 
     with pytest.raises(OptrunError, match="SolverTrainer' takes no gradient estimator"):
-        build(make_cfg("experiment=cbo", "estimator=spsa"))
+        execute(make_cfg("experiment=cbo", "estimator=spsa"), tmp_path / "run")
