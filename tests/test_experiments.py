@@ -76,7 +76,8 @@ def test_every_smoke_arm_composes(make_cfg, exp, study, arm, overrides):
     assert (cfg.study, cfg.arm, cfg.scale) == (study, arm, "smoke")
 
 
-PROBE_SIZES = {"prune": {"m": 8, "grad_batch": 1, "rounds": 1, "loss_samples": 64}}
+PROBE_SIZES = {"prune": {"m": 8, "grad_batch": 1, "rounds": 1, "loss_samples": 64},
+               "grad_alignment": {"trials": 2}, "zo_alignment": {"trials": 2}}
 
 
 @pytest.mark.parametrize("exp, study, arm, overrides",

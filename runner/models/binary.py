@@ -194,25 +194,31 @@ def binarize(model: nn.Module, binarize_input: bool = True, surrogate: Surrogate
     return model
 
 
+def _kaiming(model: nn.Module) -> None:
+    """Kaiming-normal (ReLU gain) weights for every conv and linear layer, as the ReSTE code initialises."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+
+
 def binary_mlp(input_shape, n_classes: int, hidden: list[int] = (256, 256, 256), bias: bool = True,
-               binarize_input: bool = True) -> nn.Module:
+               binarize_input: bool = True, kaiming_init: bool = True) -> nn.Module:
     """MLP Linear -> LayerNorm -> (sign in the next layer) with the hidden-to-hidden layers binarized."""
     from runner.models.mlp import MLP
 
-    return binarize(MLP(input_shape, n_classes, list(hidden), activation="identity", bias=bias, layer_norm=True),
-                    binarize_input)
+    model = MLP(input_shape, n_classes, list(hidden), activation="identity", bias=bias, layer_norm=True)
+    if kaiming_init:
+        _kaiming(model)
+    return binarize(model, binarize_input)
 
 
 def binary_resnet(input_shape, n_classes: int, blocks: int = 3, width: int = 16, binarize_input: bool = True,
                   kaiming_init: bool = True) -> nn.Module:
     """CIFAR ResNet (blocks=3: ResNet-20) with every block conv binarized, stem conv and head full
-    precision. `kaiming_init`: Kaiming-normal (ReLU gain) weights for every conv and linear layer, as
-    the ReSTE code initialises its ResNets."""
+    precision. `kaiming_init`: see `_kaiming`."""
     from runner.models.resnet import ResNet
 
     model = ResNet(input_shape, n_classes, blocks, width)
     if kaiming_init:
-        for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        _kaiming(model)
     return binarize(model, binarize_input)
