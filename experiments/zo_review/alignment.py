@@ -14,44 +14,32 @@ import torch
 
 from experiments.zo_review.theory import theory_dim
 from runner.errors import OptrunError
-from runner.estimators.base import Backprop, cosine, flat
-from runner.hooks.base import Hook
-from runner.trainers.estimated import build_estimator
+from runner.hooks.grad_alignment import GradAlignment
 
 
-class ZOAlignment(Hook):
+class ZOAlignment(GradAlignment):
     name = "zo_alignment"
 
     def __init__(self, trials: int = 300, batch_size: int = 32, estimator=None, every: int = 0,
                  at_start: bool = True, at_phase_end: bool = False, at_end: bool = False):
-        super().__init__(every=every, at_start=at_start, at_phase_end=at_phase_end, at_end=at_end)
         if not (isinstance(trials, int) and trials > 1):
             raise OptrunError(f"hooks.{self.name}.trials: expected an integer > 1, got {trials!r}")
-        self.trials, self.batch_size = trials, int(batch_size)
-        self.own = build_estimator(estimator)
+        super().__init__(every=every, trials=trials, estimator=estimator, at_start=at_start,
+                         at_phase_end=at_phase_end, at_end=at_end)
+        self.batch_size = int(batch_size)
 
     def setup(self, state) -> None:
-        if not hasattr(state.trainer, "estimation_problem"):
-            raise OptrunError(f"hooks.{self.name}: trainer {type(state.trainer).__name__} offers no estimation_problem(state)")
-        self.estimator = self.own or getattr(state.trainer, "estimator", None)
-        if self.estimator is None:
-            raise OptrunError(f"hooks.{self.name}: no estimator to probe (select estimator=... or hooks.{self.name}.estimator)")
         x, y = state.trainer.probe_data(state, "train")
         idx = torch.randperm(len(y), generator=self.stream(state), device=y.device)[: self.batch_size]
-        self.batch = (x[idx], y[idx])
-        if self.own is not None:
-            self.own.setup(state.trainer.estimation_problem(state), state)
+        self.fixed = (x[idx], y[idx])
+        super().setup(state)
 
     def columns(self, state) -> list[str]:
         return ["cos", "cos_sd", "cos_theory", "dim", "ratio"]
 
     def __call__(self, state) -> dict:
-        problem, g = state.trainer.estimation_problem(state), self.stream(state)
-        names = list(problem.params)
-        true = flat(Backprop().estimate(problem, self.batch, state, g).grads, names)
-        cos = torch.stack([cosine(flat(self.estimator.estimate(problem, self.batch, state, g).grads, names), true)
-                           for _ in range(self.trials)])
-        dim = theory_dim(self.estimator, problem, self.batch)
+        cos, _, _ = self.draws(state, self.fixed)
+        dim = theory_dim(self.estimator, state.trainer.estimation_problem(state), self.fixed)
         theory = math.sqrt(2 / (math.pi * dim))
         mean = float(cos.mean())
         return {"cos": mean, "cos_sd": float(cos.std()), "cos_theory": theory, "dim": dim, "ratio": mean / theory}

@@ -58,9 +58,9 @@ class GradAlignment(Hook):
             return state.extras["batch"]
         return state.trainer.probe_data(state, "train")
 
-    def __call__(self, state) -> dict:
-        problem = state.trainer.estimation_problem(state)
-        batch, g = self._batch(state), self.stream(state)
+    def draws(self, state, batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """`trials` draws on `batch`: (cosines, norm ratios, D), the true gradient by backprop first."""
+        problem, g = state.trainer.estimation_problem(state), self.stream(state)
         names = list(problem.params)
         true = flat(Backprop().estimate(problem, batch, state, g).grads, names)
         cos, ratio = [], []
@@ -68,6 +68,9 @@ class GradAlignment(Hook):
             est = flat(self.estimator.estimate(problem, batch, state, g).grads, names)
             cos.append(cosine(est, true))
             ratio.append(est.norm() / true.norm())
-        cos = torch.stack(cos)
+        return torch.stack(cos), torch.stack(ratio), problem.dim
+
+    def __call__(self, state) -> dict:
+        cos, ratio, dim = self.draws(state, self._batch(state))
         return {"cos": float(cos.mean()), "cos_sd": float(cos.std()) if self.trials > 1 else 0.0,
-                "rel_norm": float(torch.stack(ratio).mean()), "cos_theory": math.sqrt(2 / (math.pi * problem.dim))}
+                "rel_norm": float(ratio.mean()), "cos_theory": math.sqrt(2 / (math.pi * dim))}
