@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from runner.errors import OptrunError, RunLocked
@@ -31,7 +32,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def _jsonable(v):
-    if isinstance(v, torch.Tensor):
+    if isinstance(v, (torch.Tensor, np.generic)):
         v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
         return None
@@ -166,7 +167,7 @@ def _fmt(v) -> str:
         return repr(v)
     if v is None:
         return ""
-    if isinstance(v, torch.Tensor):
+    if isinstance(v, (torch.Tensor, np.generic)):  # numpy scalars too: repr(np.float64(1.0)) is not a number
         v = v.item()
     if isinstance(v, bool):
         return str(int(v))

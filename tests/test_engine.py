@@ -134,3 +134,14 @@ def test_a_figure_that_cannot_be_drawn_loses_no_run(make_cfg, tmp_path, capsys):
     out = execute(make_cfg(*SHORT, "hooks=[]"), tmp_path / "run")
     assert out["status"] == "completed" and "no per-run figure" in capsys.readouterr().err
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "completed"
+
+
+def test_numpy_scalars_are_written_as_numbers(tmp_path):
+    """A solver's reference() may return numpy scalars: metrics.csv holds their numbers, not np.float64(...)."""
+    import numpy as np
+
+    w = MetricsWriter(tmp_path / "metrics.csv")
+    w.add({"step": 1, "task": None, "time_s": 0.0, "loss": np.float64(19.0), "n": np.int64(3), "ok": np.bool_(True)})
+    w.flush()
+    row = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
+    assert (row["loss"], row["n"], row["ok"]) == (19.0, 3, 1)
