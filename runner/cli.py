@@ -41,6 +41,7 @@ def help_text() -> str:
              "  optrun experiment=<id> [scale=smoke|paper] [key=value ...]     one run",
              "  optrun -m experiment=<id> seed=0,1,2 [key=a,b ...]             a sweep (one run per combination)",
              "  optrun-report results/<id> [--check]                           tables, figures, claim report",
+             "  optrun status [results_dir] [--json]                           runs by state, errors, claims passed",
              "",
              "Experiments (experiments/<id>/; `make <id>` = `optrun reproduce <id>` at smoke scale):"]
     lines += [f"  {e:<{width}}  {experiments.one_line(e)}" for e in exps]
@@ -130,6 +131,10 @@ def main() -> None:
         from runner.reproduce import main as reproduce
 
         sys.exit(reproduce(argv[1:]))
+    if argv[:1] == ["status"]:
+        from runner.status import main as status
+
+        sys.exit(status(argv[1:]))
     if "--help" in argv or "-h" in argv:
         print(help_text())
         return

@@ -139,7 +139,10 @@ def execute(cfg: DictConfig, run_path: str | Path) -> dict:
 
 
 def _execute_locked(cfg: DictConfig, rd: RunDir, fresh: bool) -> dict:
+    from runner.loggers import check_loggers, open_trackers
+
     try:
+        check_loggers(cfg.get("logger"))  # an unknown logger or a missing extra fails before anything is built
         state, trainer, hooks = build(cfg)
     except OptrunError as e:
         _mark_failed(rd, str(e))
@@ -167,16 +170,22 @@ def _execute_locked(cfg: DictConfig, rd: RunDir, fresh: bool) -> dict:
     engine = Engine(trainer, hooks, MetricsWriter(rd.metrics), log_every=cfg.log_every, flush_every=cfg.flush_every,
                     progress=show_progress(cfg.progress), desc=f"{cfg.experiment_id}/{rd.path.name}",
                     checkpointer=checkpointer, on_flush=rd.refresh_lock, precision=str(cfg.get("precision", "fp32")))
+    trackers = open_trackers(OmegaConf.to_container(cfg, resolve=True), rd.path,
+                             resume_step=resume["engine"]["step"] if resume else None)
+    engine.writer.listeners.append(trackers.log_rows)
     try:
         outcome = engine.run(state, resume=resume)
     except SystemExit:
         rd.write_status("running", step=state.step, interrupted=f"signal {checkpointer.signal_received}",
                         checkpoint_step=state.step)
+        trackers.close("interrupted")
         raise
     except BaseException as e:
         rd.write_status("failed", step=state.step, error=f"{type(e).__name__}: {e}")
+        trackers.close("failed")
         raise
     summary = finalize(cfg, rd, engine, outcome, hooks)
+    trackers.finish(summary, sorted(rd.path.glob("*.png")))
     if not ck.get("keep_final", False):
         rd.checkpoint.unlink(missing_ok=True)
     return summary

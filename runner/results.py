@@ -103,9 +103,11 @@ class RunDir:
 
     def clear(self) -> None:
         """Remove the previous run's outputs and checkpoint (for `force=true` / `restart=true`)."""
-        for f in (self.metrics, self.status_file, self.summary_file, self.checkpoint, *self.path.glob("*.png")):
+        for f in (self.metrics, self.status_file, self.summary_file, self.checkpoint, *self.path.glob("*.png"),
+                  *self.path.glob("events.out.tfevents.*"), self.path / "mlflow_run_id"):
             f.unlink(missing_ok=True)
-        shutil.rmtree(self.path / "arrays", ignore_errors=True)
+        for d in ("arrays", "hparams"):  # array metrics; TensorBoard's hparams run (runner.loggers)
+            shutil.rmtree(self.path / d, ignore_errors=True)
 
     # -- one live process per run directory -------------------------------------------------
     @staticmethod
@@ -245,6 +247,7 @@ class MetricsWriter:
         self.rows_written = 0
         self.last: dict = {}  # column -> last finite value written (summary.json's final metrics)
         self.arrays = ArrayStore(self.path.parent / "arrays")
+        self.listeners: list = []  # fn(rows) called with every block of rows once it is in the file (trackers)
 
     def declare(self, columns) -> None:
         """Fix columns before the header is written (the trainer's and every hook's, at setup)."""
@@ -304,6 +307,8 @@ class MetricsWriter:
         self.rows_written += len(rows)
         for r in rows:
             self._remember(r)
+        for listener in self.listeners:
+            listener(rows)
         self.pending, self._resolved = [], 0
 
     def _remember(self, row: dict) -> None:
