@@ -7,7 +7,9 @@ writes `REPORT.md` there: one row per paper of the 30. Runs still running, faile
 listed with the reason and left out. `--check` exits 1 when a headline claim fails (or an
 experiment's claims/plots code raised). `--update-cards` refreshes each paper's card
 (`experiments/<id>/README.md`) with the claim table; `--readme README.md` rewrites the top README's
-table of papers from the cards.
+table of papers from the cards. Given a whole results tree it also writes the offline results site,
+`PATH/site/` (`index.html`, one page per paper with interactive curves, a run index; see
+`runner/report/site.py`); `--site DIR` writes it elsewhere (or for one experiment's folder), `--no-site` skips it.
 """
 from __future__ import annotations
 
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="where to write the 30-paper overview (default: PATH/REPORT.md for a whole results tree)")
     ap.add_argument("--no-overview", action="store_true", help="do not write the 30-paper overview")
     ap.add_argument("--failed-targets", default="", help="smoke targets that exited non-zero (space separated)")
+    ap.add_argument("--site", type=Path, default=None,
+                    help="where to write the offline results site (default: PATH/site for a whole results tree)")
+    ap.add_argument("--no-site", action="store_true", help="do not write the results site")
     ap.add_argument("--update-cards", action="store_true", help="refresh the claim table in experiments/<id>/README.md")
     ap.add_argument("--readme", type=Path, default=None, help="rewrite this README's table of papers from the cards (and do nothing else)")
     args = ap.parse_args(argv)
@@ -90,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     overview = args.overview or (root / "REPORT.md" if is_results_root(root) else None)
     if overview and not args.no_overview:
         print(f"\noverview: {write_overview(overview, reports, args.failed_targets.split())}")
+    site = args.site or (root / "site" if is_results_root(root) else None)
+    if site and not args.no_site:
+        from runner.report.site import write_site
+
+        print(f"site: {write_site(site, reports, args.failed_targets.split())}")
     failed = [exp for exp, rep in reports.items() if rep.failed]
     if args.check and failed:
         print(f"\noptrun-report: headline claims FAILED (or the report raised) for: {', '.join(failed)}",
