@@ -53,6 +53,8 @@ def test_fno_shapes_truncation_and_gradients():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m1.parameters())
     m2 = FNO2d(input_shape=(1, 16, 12), width=8, modes=4, layers=2, projection=16)
     assert m2(torch.randn(2, 1, 16, 12)).shape == (2, 1, 16, 12)
+    # .double() leaves complex parameters as they are: the layers follow the input's precision
+    assert m2.double()(torch.randn(2, 1, 16, 12, dtype=torch.float64)).dtype == torch.float64
     # a single layer sees only `modes` wavenumbers: a mode above them passes through as zero
     layer = SpectralConv1d(1, 1, modes=4)
     high = torch.cos(2 * math.pi * 10 * torch.arange(64) / 64).view(1, 1, 64)

@@ -31,7 +31,7 @@ class SpectralConv1d(nn.Module):
         u_hat = torch.fft.rfft(u, dim=-1)
         k = min(self.modes, u_hat.shape[-1])
         out = u_hat.new_zeros(u.shape[0], self.weight.shape[1], u_hat.shape[-1])
-        out[..., :k] = torch.einsum("bik,iok->bok", u_hat[..., :k], self.weight[..., :k])
+        out[..., :k] = torch.einsum("bik,iok->bok", u_hat[..., :k], self.weight[..., :k].to(u_hat.dtype))
         return torch.fft.irfft(out, n=n, dim=-1)
 
 
@@ -52,8 +52,8 @@ class SpectralConv2d(nn.Module):
         mx, my = min(self.modes[0], nx // 2), min(self.modes[1], u_hat.shape[-1])
         out = u_hat.new_zeros(u.shape[0], self.weight_pos.shape[1], nx, u_hat.shape[-1])
         mix = "bixy,ioxy->boxy"
-        out[..., :mx, :my] = torch.einsum(mix, u_hat[..., :mx, :my], self.weight_pos[..., :mx, :my])
-        out[..., nx - mx:, :my] = torch.einsum(mix, u_hat[..., nx - mx:, :my], self.weight_neg[..., :mx, :my])
+        out[..., :mx, :my] = torch.einsum(mix, u_hat[..., :mx, :my], self.weight_pos[..., :mx, :my].to(u_hat.dtype))
+        out[..., nx - mx:, :my] = torch.einsum(mix, u_hat[..., nx - mx:, :my], self.weight_neg[..., :mx, :my].to(u_hat.dtype))
         return torch.fft.irfft2(out, s=(nx, ny), dim=(-2, -1))
 
 
