@@ -21,6 +21,24 @@ Rows (`results/bench/summary.csv`, ratio = ours / reference):
 - `sharpness/hvp_cost/<m>` (and `hvp_cost_jvp`): one product vs one forward+backward of the batch.
 PyHessian (GPL-3, `pip install -e .[bench]`) runs on a deep copy in isolation: it writes `.grad`
 and leaves the model in eval mode. If it is missing, its rows are skipped with a printed note.
+
+curvlinops-for-pytorch (MIT, maintained; the `bench` extra) as the second reference, same model and batch:
+- `sharpness/lmax_time_vs_curvlinops/<m>`: a cold lambda_max (ours, tol 1e-3) vs its
+  `HessianLinearOperator(...).to_scipy()` + scipy `eigsh(k=1, which="LA")` at `tol` = our max error (equal
+  accuracy), interleaved; `sharpness/lmax_error_vs_curvlinops/<m>` the two max errors.
+- `sharpness/trace_hvps_vs_curvlinops_{hutchpp,hutchinson}/<m>`: our products (deflated Hutchinson) vs
+  the products its `hutchpp_trace` / `hutchinson_trace` need for our max trace error, extrapolated from
+  their max error over the seeds at our budget (Hutch++ error ~ 1/m, Hutchinson ~ 1/sqrt(m)).
+
+The tracking mode (`track=true`, lambda_max every step) on full engine runs at every=1 (with `--track`, or
+in `--quick` form at 100 steps; the full rows take several minutes):
+- `sharpness/track_hvps/<setting>`: mean products per step (first, cold call excluded) vs the target 3;
+- `sharpness/track_max_error/<setting>`: max relative error against a cold solve every 20 steps
+  (Lanczos to residual 1e-5) vs the target 1e-3 (300 stability_gap steps, 600 EoS steps);
+- `sharpness/track_overhead/<setting>`: the whole run with the tracking hook (no checks) vs training
+  alone, interleaved, target <= 3. Settings: `stability_gap` (its smoke scale: split digits, MLP
+  64-256-256-10, SGD+momentum, batch 64, probe 1,000 samples) and `eos` (sgd_stability=eos: full-batch
+  GD, tanh MLP 100-100, MSE on 898 digits, lr 0.7: lambda_max rises to 2/lr within ~350 steps).
 """
 from __future__ import annotations
 
@@ -34,7 +52,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from runner.bench import interleaved, record
+from runner.bench import interleaved, note, paired_ratio, record
 from runner.curvature.estimators import lanczos
 from runner.curvature.hvp import HessianOperator, probe_mode
 from runner.data import load
@@ -178,10 +196,137 @@ def warm_hvps(steps: int) -> list[int]:
     return pd.read_csv(out)["sharpness/lanczos_hvps"].dropna().astype(int).tolist()[1:]  # the first call is cold
 
 
-def run(quick: bool = False, models: tuple[str, ...] | None = None, warm: bool = True) -> None:
+def curvlinops_calls():
+    """(lmax(model, x, y, tol), trace(model, x, y, seed, n, method)) with product counting, or None."""
+    try:
+        import curvlinops
+        from scipy.sparse.linalg import eigsh
+    except ImportError:
+        return None
+    count = {"n": 0}
+
+    def operator(model, x, y):
+        params = [p for p in model.parameters() if p.requires_grad]
+        op = curvlinops.HessianLinearOperator(model, nn.CrossEntropyLoss(), params, [(x, y)],
+                                              check_deterministic=False)
+        inner = op._matmat
+
+        def counting(X):
+            count["n"] += X[0].shape[-1]
+            return inner(X)
+
+        op._matmat = counting
+        return op
+
+    def lmax(model, x, y, tol):
+        count["n"] = 0
+        m = copy.deepcopy(model).eval()
+        val = eigsh(operator(m, x, y).to_scipy(), k=1, which="LA", tol=tol, return_eigenvectors=False)
+        return float(val[0]), count["n"]
+
+    def trace(model, x, y, seed, n, method="hutchpp"):
+        count["n"] = 0
+        torch.manual_seed(seed)
+        m = copy.deepcopy(model).eval()
+        fn = curvlinops.hutchpp_trace if method == "hutchpp" else curvlinops.hutchinson_trace
+        return float(fn(operator(m, x, y), n)), count["n"]
+
+    from importlib.metadata import version
+
+    return lmax, trace, version("curvlinops-for-pytorch")
+
+
+def curvlinops_rows(name, model, x, y, ref, lmax_err, trace_err, n_trace, seeds, reps, cl) -> None:
+    lmax_cl, trace_cl, version = cl
+    tol = max(lmax_err, 1e-12)  # eigsh's relative eigenvalue tolerance = our max error: equal accuracy
+    theirs = [lmax_cl(model, x, y, tol) for _ in range(2)]
+    cerr = max(abs(v - ref["lmax"]) / ref["lmax"] for v, _ in theirs)
+    record(f"sharpness/lmax_error_vs_curvlinops/{name}", lmax_err, cerr, "max rel. error")
+    ta, tb, ra, rb = interleaved(lambda: ours_lmax(model, x, y, 0), lambda: lmax_cl(model, x, y, tol),
+                                 repeats=max(reps // 4, 3))
+    record(f"sharpness/lmax_time_vs_curvlinops/{name}", ta, tb, "s", "<=0.5", ratio=paired_ratio(ra, rb),
+           raw={"ours_s": ra, "curvlinops_s": rb, "curvlinops": version, "eigsh_tol": tol,
+                "curvlinops_products": theirs[0][1]})
+    print(f"  lambda_max curvlinops {version} eigsh(tol={tol:.1e}): max rel err {cerr:.2e}, products "
+          f"{theirs[0][1]}; time ours {ta:.4f}s vs {tb:.4f}s")
+    for method, power in (("hutchpp", 1), ("hutchinson", 2)):
+        vals = [trace_cl(model, x, y, s, n_trace, method) for s in range(seeds)]
+        err = max(abs(v - ref["trace"]) / ref["trace"] for v, _ in vals)
+        need = math.ceil(n_trace * (err / max(trace_err, 1e-12)) ** power)
+        record(f"sharpness/trace_hvps_vs_curvlinops_{method}/{name}", n_trace, need, "products", "<=1",
+               raw={"curvlinops_max_error_at_our_budget": err, "our_max_error": trace_err})
+        print(f"  trace curvlinops {method} with {n_trace} products: max rel err {err:.2%} "
+              f"(ours {trace_err:.2%}); it needs ~{need} for ours")
+
+
+TRACK_SETTINGS = {
+    "stability_gap": ["experiment=stability_gap"],
+    "eos": ["experiment=sgd_stability", "sgd_stability=eos"],
+}
+
+
+def track_run(setting: str, hook: bool, check_every: int = 0, steps: int | None = None):
+    """One engine run of `setting` with (or without) the tracking hook at every step; (metrics, wall s)."""
+    import pandas as pd
+
+    from runner import experiments
+    from runner.dispatch import build
+    from runner.engine import Engine
+    from runner.results import MetricsWriter
+
+    ov = ["progress=false", "device=cpu", "threads=1"]
+    if steps is not None:
+        ov.append(f"trainer.steps={steps}" if setting == "eos" else f"trainer.iters_per_task={steps // 5}")
+    if hook:
+        ov += ["hooks=[sharpness]", "hooks.sharpness.every=1", "hooks.sharpness.estimator=none",
+               "hooks.sharpness.track=true", f"hooks.sharpness.check_every={check_every}"]
+    else:
+        ov.append("hooks=[]")
+    state, trainer, hooks = build(experiments.compose(TRACK_SETTINGS[setting] + ov))
+    out = Path(tempfile.mkdtemp(prefix="bench-track-")) / "metrics.csv"
+    t = time.perf_counter()
+    Engine(trainer, hooks, MetricsWriter(out), progress=False).run(state)
+    wall = time.perf_counter() - t
+    return pd.read_csv(out), wall
+
+
+def track_rows(quick: bool) -> None:
+    # sized for make bench's 10 minutes per file: 300 stability_gap steps (60 per task), 600 EoS steps (EoS from
+    # ~350 on); the full runs (500 / 1000 steps, a check every 10) took 376 s for this section on 2 busy cores
+    for setting in TRACK_SETTINGS:
+        steps = 100 if quick else {"stability_gap": 300, "eos": 600}[setting]
+        df, _ = track_run(setting, True, check_every=5 if quick else 20, steps=steps)
+        hv = df["sharpness/lanczos_hvps"].dropna().tolist()[1:]
+        err = df["sharpness/lambda_rel_error"].dropna()
+        lam = df["sharpness/lambda_max"].dropna()
+        record(f"sharpness/track_hvps/{setting}", statistics.mean(hv), 3, "products per step", "<=1",
+               raw={"p50": statistics.median(hv), "max": max(hv), "steps": len(hv)})
+        record(f"sharpness/track_max_error/{setting}", float(err.max()), 1e-3, "max rel. error", "<=1",
+               raw={"checks": len(err), "mean": float(err.mean()), "lambda_max_range": [lam.min(), lam.max()]})
+        print(f"bench_sharpness[track/{setting}]: {len(hv)} steps, products mean {statistics.mean(hv):.2f} "
+              f"(median {statistics.median(hv)}, max {max(hv)}), max rel err {err.max():.2e} over {len(err)} checks, "
+              f"lambda_max {lam.min():.3g}..{lam.max():.3g}")
+        # whole run with the hook (no checks) vs training alone, interleaved; shorter runs (the ratio is per step)
+        n = 50 if quick else 150
+        rounds = 1 if quick else 2
+        ra, rb = [], []
+        for _ in range(rounds):
+            ra.append(track_run(setting, True, steps=n)[1])
+            rb.append(track_run(setting, False, steps=n)[1])
+        record(f"sharpness/track_overhead/{setting}", statistics.median(ra), statistics.median(rb), "s", "<=3",
+               ratio=paired_ratio(ra, rb), raw={"with_hook_s": ra, "training_s": rb, "steps": n,
+                                                "note": "shared machine: noisy"})
+        print(f"  whole run ({n} steps) with tracking {statistics.median(ra):.1f}s vs training alone "
+              f"{statistics.median(rb):.1f}s: {paired_ratio(ra, rb):.2f}x")
+
+
+def run(quick: bool = False, models: tuple[str, ...] | None = None, warm: bool = True, track: bool = True) -> None:
     seeds = 3 if quick else 10
     reps = 5 if quick else 20
     ph = pyhessian_calls()
+    cl = curvlinops_calls()
+    if cl is None:
+        note("curvlinops-for-pytorch is not installed (pip install -e .[bench]): its rows are skipped")
     if ph is None:
         print("bench_sharpness: PyHessian is not installed (pip install -e .[bench]); its rows are skipped")
     for name in models or (list(QUICK) if quick else list(DEFAULT_MODELS)):
@@ -231,20 +376,26 @@ def run(quick: bool = False, models: tuple[str, ...] | None = None, warm: bool =
             record(f"sharpness/trace_time_vs_pyhessian/{name}", ta, tb, "s")
             print(f"  trace PyHessian: max rel err {perr:.2%}, products {statistics.mean(n for _, n in theirs):.1f}; "
                   f"time ours {ta:.3f}s vs {tb:.3f}s")
+        if cl is not None:
+            curvlinops_rows(name, model, x, y, ref, err, terr, n_ours, seeds, reps, cl)
         # one product against one forward+backward on the same batch
         fb = fwd_bwd_time(model, x, y, reps)
         for mode in ("graph", "jvp"):
             h = hvp_time(model, x, y, mode, reps)
             record(f"sharpness/hvp_cost{'' if mode == 'graph' else '_jvp'}/{name}", h, fb, "s", "<=1.5")
             print(f"  one product ({mode}) = {h / fb:.2f} forward+backward")
-    if not warm:
-        return
-    hv = warm_hvps(200 if quick else 1000)
-    record("sharpness/lmax_warm_hvps/mlp_digits_sgd", max(hv), 8, "products", "<=1")
-    print(f"  warm-started calls during training: mean {statistics.mean(hv):.1f}, max {max(hv)} products")
+    if warm:
+        hv = warm_hvps(200 if quick else 1000)
+        record("sharpness/lmax_warm_hvps/mlp_digits_sgd", max(hv), 8, "products", "<=1")
+        print(f"  warm-started calls during training: mean {statistics.mean(hv):.1f}, max {max(hv)} products")
+    if track:
+        track_rows(quick)
 
 
 if __name__ == "__main__":
     import sys
 
-    run(quick="--quick" in sys.argv)
+    # the tracking rows take several minutes at full size: `make bench` runs them in --quick form only;
+    # `python -m bench.bench_sharpness --track` runs them at the sizes above
+    quick = "--quick" in sys.argv
+    run(quick=quick, track=quick or "--track" in sys.argv)

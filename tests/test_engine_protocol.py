@@ -30,13 +30,17 @@ SETTINGS = {  # per hook, applied when it is selected
     "prune": ["m=4", "rounds=1", "sparsities=[0.5]", "loss_samples=50"],
     "iterate_average": ["second_order=false", "report_every=4"], "complexity": ["every=4"],
     "update_norms": ["every=3"], "optimizer_stats": ["every=3"], "continual_eval": ["max_samples=40"],
-    "population": ["every=4"], "grad_alignment": ["every=4", "trials=2", "estimator={_target_:runner.estimators.zeroth_order.SPSA}"],
+    "population": ["every=4"], "rollout_eval": ["every=3", "horizons=[1,5,12]", "spectrum_at=5"],
+    "grad_alignment": ["every=4", "trials=2", "estimator={_target_:runner.estimators.zeroth_order.SPSA}"],
 }
 CONTINUAL = ["trainer=continual", "dataset=split_digits", "trainer.iters_per_task=4", "model.hidden=[16]",
              "device=cpu", "flush_every=5"]
 POPULATION = ["dataset=zipf_bigram", "model=softmax_lm", "dataset.n_train=2000", "dataset.n_test=200",
               "dataset.vocab=16", "trainer.steps=8", "device=cpu"]
-SETUPS = {"continual_eval": CONTINUAL, "population": POPULATION}
+ROLLOUT = ["experiment=jaws", "dataset.n=32", "dataset.fine=64", "dataset.train=[12,6]", "dataset.test=[3,12]",
+           "dataset.ood=[3,12]", "model.width=4", "model.modes=4", "model.layers=1", "model.projection=8",
+           "trainer.steps=6", "trainer.batch_size=8", "log_every=1", "device=cpu", "flush_every=5"]
+SETUPS = {"continual_eval": CONTINUAL, "population": POPULATION, "rollout_eval": ROLLOUT}
 SUPERVISED_HOOKS = [h for h in HOOKS if h not in SETUPS]
 
 
@@ -54,7 +58,7 @@ def _run(make_cfg, tmp_path: Path, base: list[str], hooks: list[str], *extra: st
 
 
 def _timing(col: str) -> bool:
-    return col == "time_s" or col.endswith("_ms") or "_ms_" in col
+    return col == "time_s" or col.endswith(("_ms", "_seconds")) or "_ms_" in col  # wall clock, data generation
 
 
 def _assert_same_trajectory(a: pd.DataFrame, b: pd.DataFrame, params_a: dict, params_b: dict, what: str):

@@ -150,3 +150,112 @@ def lanczos_deflated(matvec: MatVec, result: LanczosResult, probes: int, generat
     return trace_frobenius(matvec, result.basis.shape[1], probes, generator, basis=result.basis,
                            basis_trace=float(T.trace()), basis_fro2=float((T * T).sum()) + result.beta ** 2,
                            dtype=dtype, device=device)
+
+
+@dataclass
+class TrackResult:
+    value: float  # the top Ritz value theta_1 (a lower bound on lambda_max)
+    vectors: torch.Tensor  # (k, P) the top-k Ritz vectors, unit norm (the next call's warm start)
+    values: torch.Tensor  # (k,) their Ritz values, descending (float64)
+    residual: float  # ||R||_F, R = H U - U Theta over the top-k Ritz pairs
+    bound: float  # the error bound the stopping test used: ||R||^2 / gap (quadratic) or ||r_1|| (no gap known)
+    next_value: float | None  # the (k+1)-th Ritz value of the subspace (a lower bound on lambda_{k+1})
+    n_matvec: int  # products spent
+    converged: bool
+
+    @property
+    def vector(self) -> torch.Tensor:
+        return self.vectors[0]
+
+
+def _ritz(basis: torch.Tensor, hbasis: torch.Tensor, k: int):
+    """The top-k Ritz pairs of the subspace (descending), H times them, their residual norms, theta_{k+1}."""
+    g = basis.double() @ hbasis.double().T
+    theta, s = torch.linalg.eigh((g + g.T) / 2)
+    theta, s = theta.flip(0), s.flip(1)
+    c = s[:, :k].T.to(basis.dtype)
+    u, hu = c @ basis, c @ hbasis
+    nu = u.norm(dim=1, keepdim=True)
+    u, hu = u / nu, hu / nu
+    res = (hu - theta[:k, None].to(u.dtype) * u).norm(dim=1).double()
+    return theta, u, hu, res
+
+
+def track_top(matvec: MatVec, v0: torch.Tensor, extra: tuple[torch.Tensor, ...] = (), tol: float = 1e-3,
+              lambda_next: float | None = None, gap_safety: float = 0.5, max_iter: int = 30,
+              update: str = "fail") -> TrackResult:
+    """lambda_max from a warm start: Rayleigh-Ritz on the span of the k rows of `v0` (the last call's
+    top-k Ritz vectors; k = 1 for a single vector), plus the `extra` directions (e.g. the last update
+    theta_t - theta_{t-1}: at the start with `update="start"`, at the first failed test with
+    `update="fail"`, never with `"off"`), expanded by the largest Ritz residual of the top k (Lanczos
+    continuation; every product is kept, so the Ritz pairs are the best in the subspace) until the
+    error bound is below `tol * theta_1`.
+
+    The bound is quadratic in the residual: 0 <= lambda_1 - theta_1 <= ||R||^2 / (theta_k - lambda_{k+1})
+    for the top-k Ritz pairs with block residual R (Kato-Temple for k = 1; for k > 1 a subspace version,
+    e.g. Mathias 1998, valid when theta_k > lambda_{k+1}). lambda_{k+1} is estimated by
+    max(`lambda_next`, the subspace's (k+1)-th Ritz value) and the gap shrunk by `gap_safety` (a Ritz
+    value is a lower bound on the eigenvalue, so the gap it gives is an overestimate). Without a usable
+    gap (no estimate, or ||R|| not small against it) the plain residual ||r_1|| is the bound. With a
+    block, the single-pair bound r_1^2 / (theta_1 - theta_2) (theta_2 tracked, so a close estimate of
+    lambda_2) is used when it is smaller: the block bound guards crossings, the single one the rest.
+    A block k >= 2 follows the top eigenvalue through crossings with the second (at the edge of
+    stability the top two swap often); a single vector follows one eigenvector, past a crossing too."""
+    v0 = v0.reshape(-1, v0.shape[-1])
+    k, dim = v0.shape
+    max_iter = max(min(max_iter, dim), k)
+    basis = torch.empty(0, dim, dtype=v0.dtype, device=v0.device)
+    hbasis = torch.empty_like(basis)
+    n = 0
+
+    def add(vs: list[torch.Tensor]) -> int:
+        nonlocal basis, hbasis, n
+        new: list[torch.Tensor] = []
+        for w in vs:
+            w = w.reshape(-1).to(basis.dtype)
+            scale = float(w.norm())
+            if scale == 0 or not math.isfinite(scale):
+                continue
+            w = _orthogonalize(w / scale, torch.cat([basis, *[q[None] for q in new]]))
+            nw = float(w.norm())
+            if nw > 1e-6:  # else (numerically) in the span already
+                new.append(w / nw)
+        new = new[: max(max_iter - len(basis), 0)]
+        if new:
+            q = torch.stack(new)
+            basis, hbasis = torch.cat([basis, q]), torch.cat([hbasis, matvec(q)])
+            n += len(q)
+        return len(new)
+
+    pending = list(extra) if update != "off" else []
+    add(list(v0) + (pending if update == "start" else []))
+    if update == "start":
+        pending = []
+    while True:
+        theta, u, hu, res = _ritz(basis, hbasis, k)
+        kk = len(u)
+        th = float(theta[0])
+        nxt = float(theta[kk]) if len(theta) > kk else None
+        lam = max([v for v in (lambda_next, nxt) if v is not None], default=None)
+        gap = gap_safety * (float(theta[kk - 1]) - lam) if lam is not None else 0.0
+        r2 = float((res ** 2).sum())
+        bound = r2 / gap if gap > 0 and math.sqrt(r2) < gap else float(res[0])
+        worst = int(res.argmax())
+        if len(theta) > 1:  # Kato-Temple for the top pair alone, lambda_2 estimated by the second Ritz value
+            lam2 = float(theta[1]) if kk > 1 else lam
+            gap1 = gap_safety * (th - lam2) if lam2 is not None else 0.0
+            r1 = float(res[0])
+            if gap1 > 0 and r1 < gap1:
+                bound = min(bound, r1 * r1 / gap1)
+        # expanding by the largest residual keeps the second pair good too (expanding by r_1 only, when the
+        # single-pair bound applies, took 3.9 instead of 4.6 products per step at the edge of stability but
+        # missed a crossing: 1.1e-2 error)
+        ok = bound <= tol * max(abs(th), 1e-30)
+        if ok or len(basis) >= max_iter:
+            break
+        if add([hu[worst] - float(theta[worst]) * u[worst]] + pending) == 0:  # invariant subspace: exact
+            ok, bound = True, 0.0
+            break
+        pending = []
+    return TrackResult(value=th, vectors=u, values=theta[:kk], residual=math.sqrt(r2), bound=bound,
+                       next_value=nxt, n_matvec=n, converged=ok)
