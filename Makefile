@@ -39,8 +39,10 @@ $(STAMP): pyproject.toml
 # NO_INSTALL=1 uses an existing $(VENV) as it is (e.g. a shared one: make X VENV=/path/.venv NO_INSTALL=1)
 install: $(if $(NO_INSTALL),,$(STAMP))
 
+# PYTEST_WORKERS=1 runs the suite in one process; the default splits it over two (pytest-xdist)
+PYTEST_WORKERS ?= 2
 test: install lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS))
 
 $(EXPERIMENTS): install
 	$(OPTRUN) reproduce $@ results_dir=$(RESULTS) $(ARGS)

@@ -15,13 +15,7 @@ from runner.trainers.supervised import loss_fn
 CE = lambda out, y: loss_fn("ce", out, y)  # noqa: E731
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny double-backward kernels run many times slower with 2 intra-op threads on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp():  # 1,810 parameters, smooth (tanh): finite differences apply

@@ -94,7 +94,15 @@ def test_policy_gradient_learns_cartpole_and_counts_its_costs(make_cfg, tmp_path
     m = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert summary["status"] == "completed"
     assert m.trajectories.iloc[-1] == 300 and abs(m.env_steps.iloc[-1] - m.episode_length.sum() * 5) < 0.5
-    assert m["return"].tail(10).mean() > 1.5 * m["return"].head(10).mean()
+    # learning, judged over three seeds: one seed's linear softmax policy can collapse onto one action
+    # (seed 0 did on 2026-12-02, returns 28 -> 12, also with the code of the commit before; seeds 1, 2: 28 -> 61 / 52)
+    gains = [m["return"].tail(10).mean() / m["return"].head(10).mean()]
+    for seed in (1, 2):
+        execute(make_cfg(*PG, "trainer.steps=60", "components.policy.optimizer.lr=0.01", f"seed={seed}"),
+                tmp_path / f"seed{seed}")
+        ms = pd.read_csv(tmp_path / f"seed{seed}" / "metrics.csv")
+        gains.append(ms["return"].tail(10).mean() / ms["return"].head(10).mean())
+    assert sorted(gains)[1] > 1.5, gains  # the median seed improves by half
     again = execute(make_cfg(*PG, "trainer.steps=60", "components.policy.optimizer.lr=0.01", "log_every=1"),
                     tmp_path / "again")
     assert again["metrics"]["return"] == summary["metrics"]["return"]  # the seed alone decides the episodes

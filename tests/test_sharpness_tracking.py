@@ -24,12 +24,7 @@ CE = lambda out, y: loss_fn("ce", out, y)  # noqa: E731
 MSE = lambda out, y: 0.5 * ((out - nn.functional.one_hot(y, 10).to(out.dtype)) ** 2).sum(1).mean()  # noqa: E731
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # mean products per step the tests hold the tracker to (the target is 3; see the report / bench rows)

@@ -51,7 +51,7 @@ def headline(rep) -> str:
     return "; ".join(f"{c['name']} = {fmt(c['measured'])}" for c in shown)
 
 
-def _runs_cell(rep) -> str:
+def runs_cell(rep) -> str:
     if rep is None or (not rep.runs and not rep.skipped):
         return "0"
     parts = [f"{len(rep.runs)} read"]
@@ -79,7 +79,7 @@ def write_overview(path: Path, reports: dict, failed_targets: list[str] = ()) ->
             detail = (detail + "; " if detail else "") + f"`make {p['id']}` exited non-zero"
         link = f"[report]({os.path.relpath(rep.out_dir / 'report.md', path.parent)})" if rep else ""
         rows.append([p["n"], f"`{p['id']}`", f"{p['title']} ([{p['arxiv']}](https://arxiv.org/abs/{p['arxiv']}))",
-                     f"**{st}**" + (f": {detail}" if detail else ""), _runs_cell(rep), headline(rep), link])
+                     f"**{st}**" + (f": {detail}" if detail else ""), runs_cell(rep), headline(rep), link])
     md = ["# optrun: reproduction status of the 30 papers", "",
           "Written by `optrun-report` from the results tree next to this file (`make reproduce-smoke` runs "
           "every experiment's smoke target first). Claim values are computed from the logged metrics; "
@@ -94,7 +94,7 @@ def write_overview(path: Path, reports: dict, failed_targets: list[str] = ()) ->
         for exp in others:
             rep = reports[exp]
             link = os.path.relpath(rep.out_dir / "report.md", path.parent)
-            md.append(f"- `{exp}`: runs {_runs_cell(rep)}; [report]({link})")
+            md.append(f"- `{exp}`: runs {runs_cell(rep)}; [report]({link})")
     if failed_targets:
         md += ["", f"Smoke targets that exited non-zero: {', '.join(f'`{t}`' for t in failed_targets)}."]
     atomic_write(path, "\n".join(md) + "\n")

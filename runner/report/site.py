@@ -26,7 +26,7 @@ import yaml
 from runner import experiments
 from runner.experiments import SCALES
 from runner.report.claims_table import fmt, scale_states
-from runner.report.overview import state
+from runner.report.overview import runs_cell, state  # noqa: F401 -- runs_cell re-exported for site_paper
 from runner.report.papers import papers
 from runner.report.runs import read_config
 
@@ -155,17 +155,6 @@ def headline_html(rep) -> str:
                      f"</span>: ours <b>{esc(fmt(c['measured']))}</b>, criterion {esc(c['criterion'])}"
                      f"<br><span class='muted small' title='{esc(paper_text)}'>paper: {esc(short)}</span></li>")
     return f"<ul class='claims'>{''.join(items)}</ul>" if items else ""
-
-
-def runs_cell(rep) -> str:
-    if rep is None or (not rep.runs and not rep.skipped):
-        return "0"
-    parts = [f"{len(rep.runs)} read"]
-    if rep.count("diverged"):
-        parts.append(f"{rep.count('diverged')} diverged")
-    if rep.skipped:
-        parts.append(f"{len(rep.skipped)} left out")
-    return ", ".join(parts)
 
 
 class Paper(NamedTuple):
