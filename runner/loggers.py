@@ -238,5 +238,12 @@ def check_loggers(selected) -> dict:
 def open_trackers(cfg: dict, run_dir: Path, resume_step: int | None = None) -> Trackers:
     """The trackers `cfg["logger"]` selects (an empty mapping or null: none)."""
     selected = check_loggers(cfg.get("logger"))
-    return Trackers([TRACKERS[name](run_dir, cfg, selected[name] or {}, resume_step) for name in sorted(selected)])
+    trackers = []
+    for name in sorted(selected):
+        try:
+            trackers.append(TRACKERS[name](run_dir, cfg, selected[name] or {}, resume_step))
+        except Exception as e:  # noqa: BLE001 -- a store that cannot be opened never costs the run
+            print(f"optrun: logger={name} not started ({type(e).__name__}: {e}); metrics.csv is unaffected",
+                  file=sys.stderr)
+    return Trackers(trackers)
 

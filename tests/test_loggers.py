@@ -112,3 +112,12 @@ def test_metric_names_outside_mlflows_alphabet_are_mapped():
 
     assert mlflow_key("rollout_eval/test_rel_l2@200") == "rollout_eval/test_rel_l2_200"
     assert flatten({"a": {"b": 1, "c": [2, 3]}, "d": None}) == {"a.b": 1, "a.c.0": 2, "a.c.1": 3, "d": None}
+
+
+def test_a_store_that_cannot_be_opened_costs_the_run_nothing(make_cfg, tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    (tmp_path / "a_file").write_text("not a folder")
+    run = _run(make_cfg, tmp_path, "logger=mlflow", f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/a_file/mlflow.db")
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    assert len(pd.read_csv(run / "metrics.csv")) == 30
+    assert "logger=mlflow not started" in capsys.readouterr().err
