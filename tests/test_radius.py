@@ -57,6 +57,44 @@ def test_rho_a_of_a_linear_softmax_model_matches_the_logits_along_the_line():
         assert (np.abs(terms.sum(-1)) / np.abs(terms).sum(-1)).min() > 1e-3
 
 
+class _Tied(torch.nn.Module):
+    """Encoder and decoder share one weight (a tied parameter has two owners)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc, self.dec = torch.nn.Linear(64, 64), torch.nn.Linear(64, 64)
+        self.dec.weight = self.enc.weight  # the same Parameter, reached from both modules
+
+    def forward(self, x):
+        return self.dec(torch.tanh(self.enc(x.flatten(1))))
+
+
+@pytest.mark.parametrize("make", ["mlp", "cnn", "transformer", "tied"])
+def test_forward_mode_slopes_match_torch_func_jvp_and_leave_the_model_as_it_was(make):
+    """logit_jvp (dual tensors, parameters swapped in place) = torch.func.jvp(functional_call), for
+    every model kind the radius hook meets, tied weights included; the module is unchanged after,
+    also when the forward raises."""
+    from runner.models.cnn import CNN
+    from runner.models.transformer import TinyTransformer
+
+    torch.manual_seed(0)
+    model = {"mlp": lambda: MLP((1, 8, 8), 10, hidden=[32]), "cnn": lambda: CNN((1, 8, 8), 10),
+             "transformer": lambda: TinyTransformer((1, 8, 8), 10), "tied": _Tied}[make]().double()
+    x = torch.randn(16, 1, 8, 8, dtype=torch.float64)
+    before = {n: p for n, p in model.named_parameters()}
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    v = _random_direction(model)
+    z, a = logit_jvp(model, params, v, x)
+    z_ref, a_ref = torch.func.jvp(lambda p: torch.func.functional_call(model, p, (x,)), (params,), (v,))
+    torch.testing.assert_close(z, z_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a, a_ref, rtol=1e-10, atol=1e-12)
+    assert a.abs().max() > 0
+    assert all(p is before[n] for n, p in model.named_parameters()) and model.training
+    with pytest.raises(RuntimeError):
+        logit_jvp(model, params, v, torch.randn(4, 3, dtype=torch.float64))  # wrong input shape
+    assert all(p is before[n] and isinstance(p, torch.nn.Parameter) for n, p in model.named_parameters())
+
+
 def test_binary_radius_is_the_distance_to_the_nearest_complex_zero():
     model, x = _linear(2, seed=3)
     params = {n: p.detach() for n, p in model.named_parameters()}

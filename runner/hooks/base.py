@@ -84,9 +84,12 @@ class Hook:
 
 
 @contextmanager
-def eval_mode(model: torch.nn.Module):
+def eval_mode(model: torch.nn.Module, inference: bool = True):
     """Evaluate without side effects: eval mode (BatchNorm statistics untouched, dropout off), no
-    autograd graph, and the original train/eval flags of every submodule restored afterwards."""
+    autograd graph, and the original train/eval flags of every submodule restored afterwards.
+
+    `inference=False` uses `no_grad` instead of `inference_mode`: forward-mode AD (dual tensors)
+    still works there, and inference mode would drop the tangents."""
     modes = [(m, m.training) for m in model.modules()]
     if all(type(m).train is torch.nn.Module.train for m, _ in modes):
         for m, _ in modes:  # what model.eval() does, without Module.__setattr__ on every submodule
@@ -94,7 +97,7 @@ def eval_mode(model: torch.nn.Module):
     else:  # a module overrides train(): let it see the call
         model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode() if inference else torch.no_grad():
             yield
     finally:
         for m, training in modes:  # plain attribute writes: Module.__setattr__ costs ~2 us a module

@@ -4,7 +4,9 @@
 `before_step` snapshots the parameters θ_old; after the step p = θ_new − θ_old is the real update
 (Adam's preconditioned step, SGD's momentum buffer, clipping, the LR schedule: all included, with no
 second optimizer-state update). τ = ‖p‖, v = p/τ, and the logit slopes a = J_z(x)·v at θ_old for the
-whole probe set S come from one batched jvp (runner.metrics.radius). Logs `tau`, `delta_a`, `rho_a`,
+whole probe set S come from one batched forward-mode pass along p itself (runner.metrics.radius;
+a = J_z p / τ by linearity, so no normalised copy of p is made). The snapshot is one `_foreach_copy_`
+into buffers kept across steps, the difference one `_foreach_sub`. Logs `tau`, `delta_a`, `rho_a`,
 `r`, `lr` (the LR the step used), and `rho_star` for two classes, as `radius/<name>`.
 
 Probe set S (`probe`): `batch` = the mini-batch of this step (the trainer's `state.extras["batch"]`),
@@ -24,7 +26,7 @@ import torch
 from runner.errors import OptrunError
 from runner.hooks.base import Hook
 from runner.hooks.probe_set import probe_split
-from runner.metrics.radius import binary_radius, joint_norm, logit_jvp, radius, unit_direction
+from runner.metrics.radius import binary_radius, joint_norm, logit_jvp, parameter_slots, radius
 
 PROBES = ("batch", "train", "test")
 MODES = ("cap", "set")
@@ -45,7 +47,8 @@ class Radius(Hook):
             raise OptrunError("hooks.radius.target_r / temperature: expected positive numbers")
         self.probe, self.max_samples = probe, max_samples
         self.controller, self.mode, self.target_r, self.temperature = bool(controller), mode, target_r, temperature
-        self.old: dict | None = None
+        self.old: dict | None = None  # name -> θ_old buffer, kept across steps
+        self.armed = False  # a snapshot was taken and not yet used
         self.lr_used = None
 
     def setup(self, state) -> None:
@@ -59,8 +62,17 @@ class Radius(Hook):
         binary = ["rho_star"] if getattr(state.data, "n_classes", None) == 2 else []
         return ["tau", "delta_a", "rho_a", "r", "lr", *binary] + (["scale", "r_raw"] if self.controller else [])
 
+    def _parameters(self, model) -> dict:
+        return {name: p for _, _, name, p in parameter_slots(model)}  # cached: named_parameters() costs ~60 us
+
     def before_step(self, state) -> None:
-        self.old = {n: p.detach().clone() for n, p in state.model.named_parameters()}
+        params = self._parameters(state.model)
+        if self.old is None or self.old.keys() != params.keys() or any(
+                b.shape != p.shape or b.dtype != p.dtype or b.device != p.device for b, p in zip(self.old.values(), params.values())):
+            self.old = {n: p.detach().clone() for n, p in params.items()}
+        else:
+            torch._foreach_copy_(list(self.old.values()), [p.detach() for p in params.values()])
+        self.armed = True
         self.lr_used = state.lr
 
     def _probe_inputs(self, state) -> torch.Tensor:
@@ -73,17 +85,18 @@ class Radius(Hook):
         return batch[0]
 
     def __call__(self, state) -> dict:
-        if self.old is None:  # called without a preceding step (nothing to measure)
+        if not self.armed:  # called without a preceding step (nothing to measure)
             return {}
-        params = dict(state.model.named_parameters())
-        step = {n: params[n].detach() - self.old[n] for n in self.old}
-        v, tau = unit_direction(step)
-        z, a = logit_jvp(state.model, self.old, v, self._probe_inputs(state))
-        delta, rho = radius(a, self.temperature)
-        tau = tau.to(rho.dtype)
+        params = self._parameters(state.model)
+        names = list(self.old)
+        step = dict(zip(names, torch._foreach_sub([params[n].detach() for n in names], list(self.old.values()))))
+        tau = joint_norm(step.values())
+        z, a = logit_jvp(state.model, self.old, step, self._probe_inputs(state))
+        inv_tau = torch.where(tau > 0, 1.0 / tau.clamp_min(1e-300), torch.zeros_like(tau))  # slopes along v = p/τ
+        delta, rho = radius(a, self.temperature, scale=inv_tau)
         out = {"tau": tau, "delta_a": delta, "rho_a": rho, "r": tau / rho, "lr": self.lr_used}
         if z.shape[-1] == 2:
-            out["rho_star"] = binary_radius(z.double(), a.double(), self.temperature)
+            out["rho_star"] = binary_radius(z.double(), a.double() * inv_tau, self.temperature)
         if self.controller:
             want = self.target_r * rho / tau
             scale = want.clamp(max=1.0) if self.mode == "cap" else want
@@ -94,5 +107,5 @@ class Radius(Hook):
                     p.copy_(torch.where(scale != 1.0, self.old[n] + applied[n], p))
             tau_applied = joint_norm(applied.values())
             out.update(scale=scale, r_raw=out["r"], r=tau_applied / rho, tau=tau_applied)
-        self.old = None
+        self.armed = False
         return out
