@@ -6,9 +6,16 @@ Experiments are the folders experiments/<id>/ (runner.experiments); each runs in
 project's smoke budget on 2 CPU cores). A non-zero exit (a failing claim, an error) is noted. With
 `quick` only one experiment runs. This benchmark's time grows with the number of experiments (about
 a minute each), so `make bench` leaves it out (harness.OPT_IN) and `make bench-smoke` runs it.
+
+Where the time goes, per experiment (a note each, and in the raw file): the arms' sweeps and the report
+as `optrun reproduce` times them, the training loops inside the runs (the sum of each run's engine time
+from its status.json, and the number of runs), and the rest of the wall time: start-up (make, Python,
+imports) and exit. A last row compares the sum over all experiments with the 30-minute budget the
+issue sets for the whole suite (30 papers x 1 minute).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,7 +30,10 @@ from runner.bench import bench_dir, note, record
 
 ROOT = registry.ROOT
 BUDGET_S = 120.0
+SUITE_BUDGET_S = 30 * 60.0
 TIMEOUT_S = 600.0
+_ARM = re.compile(r"^\s+arm \S+ took ([0-9.]+) s$", re.M)
+_TOTALS = re.compile(r"^== optrun reproduce \S+: arms ([0-9.]+) s, report ([0-9.]+) s$", re.M)
 
 
 def experiments() -> list[str]:
@@ -43,7 +53,22 @@ def command(exp: str, results: Path, targets: set[str]) -> list[str]:
             "reproduce", exp, f"results_dir={results}", "progress=false", "--no-card"]
 
 
-def time_one(exp: str, targets: set[str]) -> tuple[float, int | None, Path]:
+def breakdown(wall: float, log_text: str, results: Path) -> dict:
+    """Seconds per part of one smoke reproduction: arms, report, the runs' training loops, the rest."""
+    totals = _TOTALS.findall(log_text)
+    arms, report = (float(totals[-1][0]), float(totals[-1][1])) if totals else (sum(map(float, _ARM.findall(log_text))), 0.0)
+    loops = []
+    for f in Path(results).glob("*/*/status.json"):
+        try:
+            loops.append(float(json.loads(f.read_text()).get("wall_s") or 0.0))
+        except (OSError, ValueError):
+            continue
+    return {"wall": round(wall, 2), "arms": round(arms, 2), "report": round(report, 2),
+            "training_loops_sum": round(sum(loops), 2), "runs": len(loops),
+            "startup_and_exit": round(max(wall - arms - report, 0.0), 2)}
+
+
+def time_one(exp: str, targets: set[str]) -> tuple[float, int | None, Path, dict]:
     log = bench_dir() / "logs" / f"smoke_{exp}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
@@ -56,7 +81,9 @@ def time_one(exp: str, targets: set[str]) -> tuple[float, int | None, Path]:
             rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=TIMEOUT_S).returncode
         except subprocess.TimeoutExpired:
             rc = None
-        return time.perf_counter() - t, rc, log
+        wall = time.perf_counter() - t
+        f.flush()
+        return wall, rc, log, breakdown(wall, log.read_text(errors="replace"), Path(results))
 
 
 def run(quick: bool = False) -> None:
@@ -64,14 +91,22 @@ def run(quick: bool = False) -> None:
     if quick:
         exps = [e for e in exps if e == "stability_gap"] or exps[:1]
         note(f"quick mode: only {', '.join(exps)} of {len(experiments())} experiments timed")
+    total = 0.0
     for exp in exps:
-        wall, rc, log = time_one(exp, targets)
+        wall, rc, log, parts = time_one(exp, targets)
+        total += wall
         how = "make" if exp in targets else "optrun"
         record(f"smoke/{exp}: `{how} {exp}` wall time vs the 2-minute budget", wall, BUDGET_S, "s", "<=1",
-               raw={"seconds": [wall], "returncode": rc, "command": how, "log": str(log)})
+               raw={"seconds": [wall], "returncode": rc, "command": how, "log": str(log), "parts": parts})
+        note(f"smoke/{exp}: {wall:.0f} s = arms {parts['arms']:.0f} s (training loops {parts['training_loops_sum']:.0f} s "
+             f"summed over {parts['runs']} runs) + report {parts['report']:.0f} s + start-up and exit "
+             f"{parts['startup_and_exit']:.0f} s")
         if rc != 0:
             what = f"stopped after {TIMEOUT_S:.0f} s" if rc is None else f"exited with {rc}"
             note(f"smoke/{exp}: `{how} {exp}` {what} (a failing claim or an error); see logs/{log.name}")
+    if not quick:
+        record(f"smoke/all {len(exps)} experiments: sum of wall times vs 30 minutes", total, SUITE_BUDGET_S, "s", "<=1",
+               raw={"experiments": exps})
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ code is 1 when a headline claim fails or an arm's sweep failed, 2 for bad input.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from runner import experiments
@@ -48,12 +49,15 @@ def main(argv: list[str]) -> int:
         return OptrunError.exit_code
     results = next((o.split("=", 1)[1] for o in user if o.startswith("results_dir=")), "results")
     failed = []
+    t_arms = time.perf_counter()
     for i, (study, arm, overrides) in enumerate(plan, 1):
         print(f"== optrun reproduce {exp} [{scale}] {i}/{len(plan)}: study {study}, arm {arm}", flush=True)
         if "--dry-run" in flags:
             print("   optrun -m " + " ".join(overrides))
             continue
+        t = time.perf_counter()
         code = run(["-m", *overrides])
+        print(f"   arm {study}/{arm} took {time.perf_counter() - t:.1f} s", flush=True)
         if code == OptrunError.exit_code and i == 1:
             return code  # the first arm's bad input is every arm's: stop here with its message
         if code != 0:
@@ -63,7 +67,10 @@ def main(argv: list[str]) -> int:
     from runner.report.cli import main as report
 
     args = [str(Path(results) / exp), "--check"] + ([] if "--no-card" in flags else ["--update-cards"])
+    t_report = time.perf_counter()
     code = report(args)
+    print(f"== optrun reproduce {exp}: arms {t_report - t_arms:.1f} s, report {time.perf_counter() - t_report:.1f} s",
+          flush=True)
     if failed:
         print(f"optrun reproduce: sweeps that failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed or code else 0

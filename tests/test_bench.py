@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench import harness
-from bench.bench_smoke import make_targets
+from bench.bench_smoke import breakdown, make_targets
 from runner import bench
 from runner.dispatch import build
 from runner.engine import Engine
@@ -124,6 +124,23 @@ def test_smoke_bench_finds_make_targets(tmp_path):
     mk = tmp_path / "Makefile"
     mk.write_text("VENV ?= .venv\nBIN := $(VENV)/bin\n.PHONY: a\nstability_gap: install\n\t@echo\nx-paper: install\n")
     assert make_targets(mk) == {".PHONY", "stability_gap", "x-paper"}
+
+
+def test_smoke_bench_splits_the_wall_time_into_arms_report_runs_and_start_up(tmp_path):
+    log = ("== optrun reproduce x [smoke] 1/2: study s, arm a\n   arm s/a took 10.5 s\n"
+           "== optrun reproduce x [smoke] 2/2: study s, arm b\n   arm s/b took 4.5 s\n"
+           "== optrun reproduce x: arms 15.2 s, report 2.5 s\n")
+    for i, wall in enumerate((3.0, 4.0, None)):
+        run = tmp_path / "x" / f"run{i}"
+        run.mkdir(parents=True)
+        (run / "status.json").write_text(json.dumps({"status": "completed", "wall_s": wall}))
+    (tmp_path / "x" / "broken").mkdir()
+    (tmp_path / "x" / "broken" / "status.json").write_text("{not json")
+    parts = breakdown(20.0, log, tmp_path)
+    assert parts == {"wall": 20.0, "arms": 15.2, "report": 2.5, "training_loops_sum": 7.0, "runs": 3,
+                     "startup_and_exit": 2.3}
+    # a log cut off before the totals: the arms it did print, no report
+    assert breakdown(20.0, log.rsplit("==", 1)[0], tmp_path)["arms"] == 15.0
 
 
 def test_deferred_accuracy_matches_the_direct_one():

@@ -68,3 +68,40 @@ def test_state_dict_round_trip():
     b = ContinualMetrics(2, windows=(3,))
     b.load_state_dict(a.state_dict())
     assert a.update([40.0, 60.0], 2) == b.update([40.0, 60.0], 2)
+
+
+def test_the_hook_defers_every_value_and_resolves_them_as_an_eager_tracker_would(make_cfg):
+    """continual_eval returns Deferred values only (no host transfer per evaluation); resolving at a
+    flush gives exactly what the tracker gives when fed each evaluation's accuracies at once, in order,
+    and state_dict resolves first."""
+    import torch
+
+    from runner.dispatch import build
+    from runner.results import Deferred
+
+    cfg = make_cfg("trainer=continual", "dataset=split_digits", "trainer.iters_per_task=3", "model.hidden=[16]",
+                   "hooks=[continual_eval]", "hooks.continual_eval.max_samples=40", "hooks.continual_eval.windows=[2,5]")
+    state, trainer, hooks = build(cfg)
+    hook = hooks[0]
+    hook.setup(state)
+    eager = ContinualMetrics(state.data.n_tasks, (2, 5))
+    outs, expected = [], []
+    g = torch.Generator().manual_seed(0)
+    for step, (task, end) in enumerate([(1, False), (1, True), (2, False), (2, False), (2, True), (3, False)], start=1):
+        with torch.no_grad():  # move the model between evaluations so accuracies change
+            for p in state.model.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+        state.task, state.phase_end, state.step = task, end, step
+        accs = hook.accuracies(state.model, task)
+        out = hook(state)
+        assert out and all(isinstance(v, Deferred) for v in out.values())
+        outs.append(out)
+        expected.append({**{f"acc_task{k}": a for k, a in enumerate(accs, start=1)}, **eager.update(accs, task, end)})
+    assert len(hook.pending) == 6
+    sd = hook.state_dict()  # resolves
+    assert not hook.pending and sd["tracker"] == eager.state_dict()
+    for out, want in zip(outs, expected):
+        assert set(out) == set(want)
+        got = type(next(iter(out.values()))).resolve_all(list(out.values()))
+        for (k, w), v in zip(want.items(), got):
+            assert (math.isnan(w) and math.isnan(v)) or v == pytest.approx(w, abs=1e-12), k
