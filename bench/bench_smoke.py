@@ -37,7 +37,12 @@ _TOTALS = re.compile(r"^== optrun reproduce \S+: arms ([0-9.]+) s, report ([0-9.
 
 
 def experiments() -> list[str]:
-    return registry.ids()
+    """Every experiment, or those named in $OPTRUN_BENCH_SMOKE (comma-separated) to re-time a few."""
+    only = [e for e in os.environ.get("OPTRUN_BENCH_SMOKE", "").split(",") if e]
+    unknown = sorted(set(only) - set(registry.ids()))
+    if unknown:
+        raise SystemExit(f"OPTRUN_BENCH_SMOKE: unknown experiment(s) {', '.join(unknown)}")
+    return [e for e in registry.ids() if e in only] if only else registry.ids()
 
 
 def make_targets(makefile: Path = ROOT / "Makefile") -> set[str]:
@@ -104,7 +109,7 @@ def run(quick: bool = False) -> None:
         if rc != 0:
             what = f"stopped after {TIMEOUT_S:.0f} s" if rc is None else f"exited with {rc}"
             note(f"smoke/{exp}: `{how} {exp}` {what} (a failing claim or an error); see logs/{log.name}")
-    if not quick:
+    if not quick and not os.environ.get("OPTRUN_BENCH_SMOKE"):
         record(f"smoke/all {len(exps)} experiments: sum of wall times vs 30 minutes", total, SUITE_BUDGET_S, "s", "<=1",
                raw={"experiments": exps})
 

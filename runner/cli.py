@@ -113,6 +113,7 @@ def run(argv: list[str]) -> int:
         return OptrunError.exit_code
     saved = sys.argv
     sys.argv = [saved[0], *flags, *overrides]  # flags first: argparse takes the overrides in one piece
+    startup.validate_first_job_only()  # the overrides are checked: one composition per run, not two
     GlobalHydra.instance().clear()
     try:
         _app()

@@ -142,3 +142,25 @@ def mark_first_step() -> None:
                 f.write(f"{written[0]!r}\n")
 
     _hooks["first_step"] = register_optimizer_step_post_hook(hook)
+
+
+def validate_first_job_only() -> None:
+    """Hydra's BasicSweeper composes every job's config once before launching the batch
+    (`validate_batch_is_legal`, "to detect failures early"), and the launcher composes each again to run
+    it: two compositions per run, ~0.4 s each on 2 cores, serial in the sweeping process even when the
+    jobs run in parallel (72 runs of ghosts_softmax's smoke: ~30 s). optrun has already checked every
+    override key and value of the sweep (`runner.config_check.check_overrides`), and the jobs of a
+    batch differ only in swept values, so composing the first job of a batch keeps Hydra's early
+    failure for a config that cannot compose at all. A later job that still cannot compose fails when
+    it runs, as a failed run of the sweep. Idempotent; the sweeper class is patched process-wide."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.plugins.sweeper import Sweeper
+
+    if getattr(BasicSweeper, "_optrun_first_job_only", False):
+        return
+
+    def validate(self, batch):
+        return Sweeper.validate_batch_is_legal(self, list(batch)[:1])
+
+    BasicSweeper.validate_batch_is_legal = validate
+    BasicSweeper._optrun_first_job_only = True

@@ -139,3 +139,28 @@ def test_cli_skips_only_without_compile(monkeypatch, tmp_path, compile_):
     monkeypatch.setattr(dispatch, "execute", lambda cfg, path: seen.append(startup.dynamo_skipped()))
     code = cli.run([f"compile={str(compile_).lower()}", f"results_dir={tmp_path}", "trainer.steps=1"])
     assert code == 0 and seen == [not compile_]
+
+
+def test_the_sweeper_composes_only_the_first_job_of_a_batch_before_launching():
+    """validate_first_job_only: one early composition per batch instead of one per job (the launcher
+    composes each job anyway); a config that cannot compose still fails before anything runs."""
+    from types import SimpleNamespace
+
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    startup.validate_first_job_only()
+    startup.validate_first_job_only()  # idempotent
+    composed = []
+
+    class Loader:
+        def load_sweep_config(self, master_config, sweep_overrides):
+            composed.append(sweep_overrides)
+            if "bad=1" in sweep_overrides:
+                raise ValueError("cannot compose")
+
+    sweeper = BasicSweeper.__new__(BasicSweeper)
+    sweeper.hydra_context, sweeper.config = SimpleNamespace(config_loader=Loader()), object()
+    sweeper.validate_batch_is_legal([["seed=0"], ["seed=1"], ["seed=2"]])
+    assert composed == [["seed=0"]]
+    with pytest.raises(ValueError, match="cannot compose"):
+        sweeper.validate_batch_is_legal([["bad=1", "seed=0"], ["bad=1", "seed=1"]])
