@@ -151,8 +151,10 @@ def validate_first_job_only() -> None:
     jobs run in parallel (72 runs of ghosts_softmax's smoke: ~30 s). optrun has already checked every
     override key and value of the sweep (`runner.config_check.check_overrides`), and the jobs of a
     batch differ only in swept values, so composing the first job of a batch keeps Hydra's early
-    failure for a config that cannot compose at all. A later job that still cannot compose fails when
-    it runs, as a failed run of the sweep. Idempotent; the sweeper class is patched process-wide."""
+    failure for a config that cannot compose at all. A later job that still cannot compose (a swept
+    value check_overrides accepts but the composed config rejects) stops the sweep when the launcher
+    reaches it, with Hydra's message; the runs before it are complete on disk. Idempotent; the sweeper
+    class is patched process-wide."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.plugins.sweeper import Sweeper
 
