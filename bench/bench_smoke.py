@@ -4,8 +4,8 @@ Experiments are the folders experiments/<id>/ (runner.experiments); each runs in
 (its smoke sweep and claim report) when the Makefile has that target, else as one
 `optrun experiment=<id>` run, into a temporary results directory. Target: <= 2 minutes each (the
 project's smoke budget on 2 CPU cores). A non-zero exit (a failing claim, an error) is noted. With
-`quick` only one experiment runs. This benchmark's time grows with the number of experiments (about
-a minute each), so `make bench` leaves it out (harness.OPT_IN) and `make bench-smoke` runs it.
+`quick` only one experiment runs. This benchmark's time grows with the number of experiments (one to
+four minutes each), so `make bench` leaves it out (harness.OPT_IN) and `make bench-smoke` runs it.
 
 Where the time goes, per experiment (a note each, and in the raw file): the arms' sweeps and the report
 as `optrun reproduce` times them, the training loops inside the runs (the sum of each run's engine time

@@ -24,8 +24,8 @@ from runner.bench import default_threads, read_notes, read_rows
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 # Benchmarks that run only when named (`python -m bench smoke`, `make bench-smoke`): their time grows
-# with the number of experiments (about a minute each), which would break `make bench`'s 10 minutes.
-OPT_IN = {"smoke": "the smoke suite (every experiment's `make <id>`, about a minute each): `make bench-smoke`"}
+# with the number of experiments (one to four minutes each), which would break `make bench`'s 10 minutes.
+OPT_IN = {"smoke": "the smoke suite (every experiment's `make <id>`, one to four minutes each): `make bench-smoke`"}
 _CHILD = "import runpy, sys; runpy.run_path(sys.argv[1])['run'](quick=sys.argv[2] == '1')"
 
 
