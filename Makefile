@@ -27,7 +27,7 @@ help:
 	@echo "make reproduce-smoke  every experiment's smoke scale, then $(RESULTS)/REPORT.md (state of all 30 papers)"
 	@echo "make readme         regenerate README.md's table of papers from the cards"
 	@echo "make lint           ruff check"
-	@echo "make bench          speed benchmarks (~14 min; target 10) -> $(RESULTS)/bench/BENCH.md (BENCH_ARGS='loop --quick')"
+	@echo "make bench          speed benchmarks (~9 min; target 10) -> $(RESULTS)/bench/BENCH.md (BENCH_ARGS='loop --quick')"
 	@echo "make bench-smoke    wall time of every experiment's smoke target, added to the same BENCH.md"
 	@echo "make clean          remove $(RESULTS)/ run folders and caches (keeps $(VENV))"
 

@@ -98,7 +98,7 @@ def run(quick: bool = False) -> None:
     set_threads()
     for path in sorted((CONF_DIR / "hooks").glob("*.yaml")):
         try:
-            measure(path.stem, repeats=2 if quick else 5, warmup=1, quick=quick)
+            measure(path.stem, repeats=2 if quick else 4, warmup=1, quick=quick)
         except Exception as e:  # one hook without a setting must not hide the others
             reason = (str(e).strip().splitlines() or [""])[0]
             note(f"hooks/{path.stem}: not measured ({type(e).__name__}: {reason}); "

@@ -71,7 +71,7 @@ def torch_modules(cmd: list[str], env: dict) -> list[str]:
 
 
 def run(quick: bool = False) -> None:
-    repeats, warmup = (3, 1) if quick else (7, 1)
+    repeats, warmup = (3, 1) if quick else (5, 1)
     with tempfile.TemporaryDirectory(prefix="optrun-startup-") as tmp:
         tmp = Path(tmp)
         torch_mark, step_mark = tmp / "torch.time", tmp / "step.time"

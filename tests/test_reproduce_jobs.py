@@ -1,0 +1,68 @@
+"""`optrun reproduce --jobs`: when arms run two at a time, and that doing so changes no number."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from runner import experiments
+from runner.errors import OptrunError
+from runner.reproduce import auto_jobs, jobs_flag, main
+
+OPTRUN = Path(sys.executable).parent / "optrun"
+
+
+@pytest.fixture
+def two_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+
+
+def test_auto_jobs_runs_two_arms_only_where_runs_pin_their_threads(two_cores, monkeypatch):
+    dadao = experiments.arm_runs("dadao", "smoke")  # threads: 1, no launcher in its arms
+    assert auto_jobs("smoke", dadao, []) == 2
+    assert auto_jobs("paper", experiments.arm_runs("dadao", "paper"), []) == 1  # GPUs and clusters: one at a time
+    assert auto_jobs("smoke", dadao, ["hydra/launcher=slurm"]) == 1  # the user's launcher decides
+    assert auto_jobs("smoke", experiments.arm_runs("stability_gap", "smoke"), []) == 1  # threads: null
+    assert auto_jobs("smoke", experiments.arm_runs("ghosts_softmax", "smoke"), []) == 1  # arms run in parallel already
+    assert auto_jobs("smoke", dadao[:1], []) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert auto_jobs("smoke", dadao, []) == 1
+
+
+def test_jobs_flag_takes_auto_or_a_positive_integer(capsys):
+    assert jobs_flag(set()) == "auto" and jobs_flag({"--jobs=3"}) == "3"
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(OptrunError, match=f"--jobs={bad}: expected auto or an integer >= 1"):
+            jobs_flag({f"--jobs={bad}"})
+    assert main(["dadao", "--jobs=0"]) == 2
+    assert "--jobs=0" in capsys.readouterr().err
+
+
+def _metrics(root: Path) -> dict[str, pd.DataFrame]:
+    out = {}
+    for f in sorted(root.glob("dadao/*/metrics.csv")):
+        df = pd.read_csv(f)
+        out[f.parent.name] = df[[c for c in df.columns if c != "time_s"]]  # the wall clock is the only difference
+    return out
+
+
+def test_two_arms_at_a_time_give_the_same_runs_as_one_at_a_time(tmp_path):
+    """dadao, one seed (10 arms of one run): every metrics.csv equal, each arm's output printed whole."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    outs = {}
+    for jobs in (1, 2):
+        p = subprocess.run([str(OPTRUN), "reproduce", "dadao", "seed=0", f"--jobs={jobs}", "--no-card",
+                            f"results_dir={tmp_path / str(jobs)}"], capture_output=True, text=True, env=env, timeout=600)
+        assert p.returncode in (0, 1), p.stderr[-3000:]  # 1: a headline claim of the paper fails at one seed
+        outs[jobs] = p.stdout
+    assert "10 arms, 2 at a time" in outs[2] and "at a time" not in outs[1]
+    blocks = outs[2].split("== optrun reproduce dadao [smoke] ")[1:]
+    assert len(blocks) == 10 and all(b.count("completed after") == 1 and "took" in b for b in blocks)
+    one, two = _metrics(tmp_path / "1"), _metrics(tmp_path / "2")
+    assert len(one) == 10 and one.keys() == two.keys()
+    for name in one:
+        pd.testing.assert_frame_equal(one[name], two[name], check_exact=True, obj=name)
