@@ -6,13 +6,15 @@ report: tables, figures, the claim table in the paper's card, and the exit code.
 replaces the same key of every arm (`seed=0` runs one seed instead of the declared sweep). The exit
 code is 1 when a headline claim fails or an arm's sweep failed, 2 for bad input.
 
-Arms run two at a time (`--jobs=N`, default `auto`) where that should change no number: at smoke scale,
-with no launcher chosen by the user or the arms, on a machine with at least two cores, when the runs pin their
-torch threads (`threads: t` with 2t <= cores; every run is seeded on its own). Each arm then runs in a
-worker process of its own and its output is printed in one piece when it ends. Smoke experiments are
-mostly many short runs whose time outside the training loop (composing the config, figures, claims) is
-larger than the loop itself; two at a time cut dadao's `make` from 73 s to 55 s on 2 cores, with
-every metrics.csv equal (tests/test_reproduce_jobs.py checks this at one seed).
+Runs go two at a time (`--jobs=N`, default `auto`) where that should change no number: at smoke scale,
+with no launcher chosen by the user (the arms' own `hydra/launcher=local_parallel` is replaced), on a
+machine with at least two cores, when the runs pin their torch threads (`threads: t` with 2t <= cores;
+every run is seeded on its own). Every run of every arm is then one job in a pool of worker processes,
+and each arm's output is printed in one piece when its last run ends. Smoke experiments are mostly many
+short runs whose time outside the training loop (composing the config, figures, claims) is larger than
+the loop itself; two at a time cut dadao's `make` from 73 s to 55 s on 2 cores, with every metrics.csv
+equal (tests/test_reproduce_jobs.py checks this at one seed). One pool over runs, not arms, keeps both
+cores busy where an arm has an odd number of runs (4 arms of 3 seeds: 6 rounds instead of 8).
 """
 from __future__ import annotations
 
@@ -54,26 +56,39 @@ def jobs_flag(flags: set[str]) -> str:
     return value
 
 
-def auto_jobs(scale: str, plan: list, user: list[str]) -> int:
-    """2 arms at a time where the runs pin their threads (see the module docstring), else 1."""
-    cores = os.cpu_count() or 1
-    if scale != "smoke" or len(plan) < 2 or cores < 2:
-        return 1
-    if any(o.startswith("hydra/launcher=") for o in user + [o for _, _, ovr in plan for o in ovr]):
-        return 1  # the user's launcher, or arms that already run their runs in parallel
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+OWN_LAUNCHER = "hydra/launcher=local_parallel"  # the arms' two-at-a-time launcher; the pool replaces it
 
-    parsed = OverridesParser.create().parse_overrides([o for o in plan[0][2] if not o.startswith("hydra/")])
-    first_job = BasicSweeper.split_arguments(parsed, None)[0][0]  # the sweep's first combination
-    threads = experiments.compose(first_job).get("threads")
+
+def auto_jobs(scale: str, plan: list, user: list[str]) -> int:
+    """2 runs at a time where the runs pin their threads (see the module docstring), else 1."""
+    cores = os.cpu_count() or 1
+    if scale != "smoke" or cores < 2 or sum(len(split_runs(ovr)) for _, _, ovr in plan) < 2:
+        return 1
+    if any(o.startswith("hydra/launcher=") for o in user) or \
+            any(o.startswith("hydra/launcher=") and o != OWN_LAUNCHER for _, _, ovr in plan for o in ovr):
+        return 1  # the user's launcher (SLURM, ...), or one an arm needs, decides
+    threads = experiments.compose(split_runs(plan[0][2])[0]).get("threads")
     return 2 if threads and 2 * int(threads) <= cores else 1
 
 
-def _arm_in_worker(overrides: list[str], log: str, blas_threads: int) -> tuple[int, float]:
-    """One arm's sweep in a worker process, its output (file descriptors 1 and 2) into `log`. numpy's
-    and scipy's BLAS get the worker's share of the cores: OpenBLAS threads spin while they wait, and two
-    workers with a pool each as wide as the machine ran no faster than one arm at a time."""
+def split_runs(overrides: list[str]) -> list[list[str]]:
+    """An arm's multirun overrides -> one override list per run (its sweep's combinations, in order),
+    without the arm's own parallel launcher."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    groups = [o for o in overrides if o.startswith("hydra/") and o != OWN_LAUNCHER]
+    if any(o.startswith("hydra/launcher=") for o in groups):
+        return [overrides]  # another launcher (SLURM, ...) runs the arm's sweep: one job for the pool
+    parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("hydra/")])
+    return [groups + combo for batch in BasicSweeper.split_arguments(parsed, None) for combo in batch]
+
+
+def _run_in_worker(overrides: list[str], log: str, blas_threads: int) -> tuple[int, float]:
+    """One run (a multirun of one job: the same run folder as in the arm's sweep) in a worker process, its
+    output (file descriptors 1 and 2) into `log`. numpy's and scipy's BLAS get the worker's share of the
+    cores: OpenBLAS threads spin while they wait, and two workers with a pool each as wide as the
+    machine ran no faster than one at a time."""
     from threadpoolctl import threadpool_limits
 
     from runner.cli import run
@@ -94,36 +109,48 @@ def _arm_in_worker(overrides: list[str], log: str, blas_threads: int) -> tuple[i
 
 
 def run_arms_parallel(exp: str, scale: str, plan: list, jobs: int) -> list[str]:
-    """Every arm, `jobs` at a time, each printed whole when it ends; the arms that failed. Bad input in
-    the first arm (exit 2) stops the rest: it is every arm's."""
+    """Every run of every arm, `jobs` at a time; each arm printed whole when its last run ends (with the
+    sum of its runs' times); the arms that failed. Bad input in the first run (exit 2) stops the rest:
+    it is every run's."""
     failed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="optrun-arms-") as tmp, \
+    arms = [(i, study, arm, split_runs(ovr)) for i, (study, arm, ovr) in enumerate(plan, 1)]
+    left = {i: len(runs) for i, _, _, runs in arms}
+    codes: dict[int, list] = {i: [] for i in left}
+    with tempfile.TemporaryDirectory(prefix="optrun-runs-") as tmp, \
             ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         pending = {}
-        for i, (study, arm, overrides) in enumerate(plan, 1):
-            log = os.path.join(tmp, f"{i}.log")
-            pending[pool.submit(_arm_in_worker, overrides, log, max(1, (os.cpu_count() or 1) // jobs))] = (i, study, arm, log)
-        print(f"== optrun reproduce {exp} [{scale}]: {len(plan)} arms, {jobs} at a time (--jobs=1: one at a time)",
-              flush=True)
+        for i, study, arm, runs in arms:
+            for k, ovr in enumerate(runs):
+                log = os.path.join(tmp, f"{i}.{k}.log")
+                fut = pool.submit(_run_in_worker, ovr, log, max(1, (os.cpu_count() or 1) // jobs))
+                pending[fut] = (i, k, study, arm, log)
+        print(f"== optrun reproduce {exp} [{scale}]: {len(plan)} arms, {len(pending)} runs, {jobs} at a time "
+              "(--jobs=1: one at a time)", flush=True)
+        logs: dict[int, dict[int, str]] = {i: {} for i in left}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: pending[f][0]):
-                i, study, arm, log = pending.pop(fut)
-                print(f"== optrun reproduce {exp} [{scale}] {i}/{len(plan)}: study {study}, arm {arm}", flush=True)
+            for fut in sorted(done, key=lambda f: pending[f][:2]):
+                i, k, study, arm, log = pending.pop(fut)
                 try:
                     code, seconds = fut.result()
-                except Exception as e:  # the worker died (killed, out of memory): the other arms go on
+                except Exception as e:  # the worker died (killed, out of memory): the other runs go on
                     code, seconds = 1, float("nan")
                     print(f"optrun reproduce: the worker running {study}/{arm} failed: {e!r}", file=sys.stderr)
-                if os.path.exists(log):
-                    sys.stdout.write(open(log).read())
-                print(f"   arm {study}/{arm} took {seconds:.1f} s", flush=True)
-                if code == OptrunError.exit_code and i == 1:
+                if code == OptrunError.exit_code and i == 1 and k == 0:
                     for f in pending:
                         f.cancel()
+                    sys.stdout.write(open(log).read() if os.path.exists(log) else "")
                     return [f"{study}/{arm} (exit {code}: bad input)"]
-                if code != 0:
-                    failed.append(f"{study}/{arm} (exit {code})")
+                logs[i][k] = open(log).read() if os.path.exists(log) else ""
+                codes[i].append((code, seconds))
+                left[i] -= 1
+                if left[i] == 0:
+                    print(f"== optrun reproduce {exp} [{scale}] {i}/{len(plan)}: study {study}, arm {arm}", flush=True)
+                    sys.stdout.write("".join(logs[i][k] for k in sorted(logs[i])))
+                    print(f"   arm {study}/{arm} took {sum(sec for _, sec in codes[i]):.1f} s", flush=True)
+                    bad = sorted({c for c, _ in codes[i] if c != 0})
+                    if bad:
+                        failed.append(f"{study}/{arm} (exit {', '.join(map(str, bad))})")
     return failed
 
 
@@ -137,7 +164,8 @@ def main(argv: list[str]) -> int:
         exp, scale, user, flags = parse(argv)
         plan = experiments.arm_runs(exp, scale, user)
         jobs = jobs_flag(flags)
-        jobs = min(auto_jobs(scale, plan, user) if jobs == "auto" else int(jobs), len(plan))
+        jobs = min(auto_jobs(scale, plan, user) if jobs == "auto" else int(jobs),
+                   sum(len(split_runs(ovr)) for _, _, ovr in plan))
     except OptrunError as e:
         print(f"optrun: error: {e}", file=sys.stderr)
         return OptrunError.exit_code

@@ -13,6 +13,7 @@ can measure how much of the teacher a student has found. Targets are float tenso
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -155,15 +156,17 @@ def two_layer_teacher(seed: int = 0, d_in: int = 100, hidden: int = 10, d_out: i
     return _data(x_tr, f(x_tr), x_te, f(x_te), d_out, "two_layer_teacher", {"w1": w1, "w2": w2})
 
 
-def hermite_coefficients(k: int) -> list[float]:
+@functools.lru_cache(maxsize=None)
+def hermite_coefficients(k: int) -> tuple[float, ...]:
     """Coefficients (highest power first) of He_k / sqrt(k!), the normalised probabilists' Hermite
-    polynomial (unit norm under N(0, 1)), from He_{j+1} = z He_j - j He_{j-1}."""
+    polynomial (unit norm under N(0, 1)), from He_{j+1} = z He_j - j He_{j-1}. Cached: a single-index
+    model's forward asks for them on every step."""
     prev, cur = [1.0], [1.0, 0.0]  # He_0, He_1 (highest power first)
     if k == 0:
-        return prev
+        return tuple(prev)
     for j in range(1, k):
         prev, cur = cur, [a - b for a, b in zip(cur + [0.0], [0.0, 0.0] + [j * c for c in prev])]
-    return [c / math.sqrt(math.factorial(k)) for c in cur]
+    return tuple(c / math.sqrt(math.factorial(k)) for c in cur)
 
 
 def hermite(z: torch.Tensor, k: int) -> torch.Tensor:

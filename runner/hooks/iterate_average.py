@@ -30,7 +30,8 @@ class IterateAverage(Hook):
         self.report_every, self.burn_in, self.second_order, self.max_dim = report_every, burn_in, second_order, max_dim
 
     def _flat(self, state) -> torch.Tensor:
-        return torch.cat([p.detach().reshape(-1) for p in state.model.parameters()])
+        params = [p.detach().reshape(-1) for p in state.model.parameters()]
+        return params[0] if len(params) == 1 else torch.cat(params)  # one tensor (a single-index model): no copy
 
     def setup(self, state) -> None:
         theta = self._flat(state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -30,8 +31,27 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 3
     return fig, axes
 
 
+MINOR_TICK_DECADES = 4  # a log axis spanning more decades drops its minor ticks
+
+
+def thin_log_minor_ticks(fig) -> None:
+    """No minor ticks on log axes spanning more than MINOR_TICK_DECADES decades.
+
+    Eight unlabelled ticks per decade over 10+ decades are clutter, and matplotlib builds every tick as
+    artists: on dadao's per-run figure (12 decades) they were ~35 % of the time to save it.
+    """
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() != "log":
+                continue
+            lo, hi = sorted(axis.get_view_interval())
+            if lo > 0 and np.isfinite(hi) and np.log10(hi / lo) > MINOR_TICK_DECADES:
+                axis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
 def save(fig, path: Path) -> Path:
     path = Path(path)
+    thin_log_minor_ticks(fig)
     with plt.rc_context(RC):
         fig.tight_layout()
         tmp = path.with_name(f".{path.stem}.tmp.png")
