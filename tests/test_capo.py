@@ -1,7 +1,8 @@
 """CAPO and GRPO (experiments/capo): the group advantages and the clipped loss against a direct
-computation, the curvature model's predicted KL against the exact KL of a softmax head, the trial step
-against the optimizer's own step, the trainer through the engine (the mask off in GRPO, everything masked
-at a tiny trust region), the MATH-style loader on tiny files, and the claims' collapse test."""
+computation, the repeat-free no-grad forward against the whole batch, the curvature model's
+predicted KL against the exact KL of a softmax head, the trial step against the optimizer's own step, the
+trainer through the engine (the mask off in GRPO, everything masked at a tiny trust region), the
+MATH-style loader on tiny files, and the claims' collapse test."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import torch
 from experiments.capo.capo import predicted_kl, trial_update
 from experiments.capo.claims import collapsed, kept_of_peak, samples_to
 from experiments.capo.math_data import MathTask, extract_answer
-from experiments.capo.trainer import GRPOCAPO, group_advantages, grpo_loss, grpo_terms
+from experiments.capo.trainer import GRPOCAPO, distinct_forward, group_advantages, grpo_loss, grpo_terms
 from runner.dispatch import execute
 from runner.models.lm import TransformerLM
 
@@ -57,6 +58,22 @@ def test_group_advantages_and_clipped_loss_match_the_definition():
 
 def math_exp(x):
     return float(torch.exp(x))
+
+
+def test_distinct_forward_gives_the_whole_batchs_logits_bit_for_bit():
+    """Decoding and the no-grad passes run each distinct sequence once: the logits must be the whole batch's,
+    whatever the share of repeats (bit for bit on the machine the smoke numbers come from; the test allows
+    float rounding, which another BLAS may add)."""
+    torch.manual_seed(0)
+    model = TransformerLM(None, n_classes=12, dim=64, layers=2, heads=4)
+    prompts = torch.randint(0, 12, (16, 6), generator=gen(3))
+    for L, spread in ((6, 0), (7, 2), (8, 12)):  # a group of 8 per prompt, `spread` kinds of completion
+        tail = torch.randint(0, spread or 1, (128, L - 6), generator=gen(L))
+        tokens = torch.cat([prompts.repeat_interleave(8, 0), tail], dim=1)
+        with torch.no_grad():
+            torch.testing.assert_close(distinct_forward(model, tokens), model(tokens), rtol=1e-6, atol=1e-6)
+    with torch.enable_grad():  # with a graph the batch runs whole
+        assert distinct_forward(model, tokens).requires_grad
 
 
 def test_predicted_kl_is_the_softmax_fisher_and_matches_the_exact_kl_of_a_head_step():

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import jacfwd, jvp
 
-from experiments.holo_ep.estimator import HoloEP, split
+from experiments.holo_ep.estimator import HoloEP, dense_jacobian, jacobian_vector, relax, split
 from runner.estimators.base import Backprop, Problem, cosine, flat
 from runner.models.equilibrium import EquilibriumMLP, sigmoid
 
@@ -137,3 +137,30 @@ def test_estimate_is_pure_and_reports_cost_and_metrics():
     assert set(a.metrics) == set(est.columns())
     assert 0 < a.metrics["sym_ratio"] < 1 and a.metrics["homeo_loss"] > 0
     assert math.isfinite(a.metrics["cos_delta"])
+
+
+def test_fast_paths_are_bit_identical_to_the_model_and_torch_func():
+    """The estimator's hoisted `relax`, its `jacobian_vector` (J e, with its parameter gradient) and
+    `dense_jacobian` give exactly the bits of `model.relax`, `torch.func.jvp` and `vmap(jacfwd)`."""
+    m, (x, y) = _net(hidden=(6, 5, 4)), _batch()
+    p = m.params()
+    with torch.no_grad():
+        u1 = m.relax(p, x, 30)
+        assert all(torch.equal(a, b) for a, b in zip(relax(m, p, x, 30), u1))
+        b = torch.full((x.shape[0], 1), 0.5j, dtype=torch.complex64)
+        assert all(torch.equal(a, c) for a, c in zip(relax(m, p, x, 7, y, b, u1), m.relax(p, x, 7, y, b, u1)))
+    s1 = torch.cat([sigmoid(v) for v in u1], 1)
+    e = torch.randn(s1.shape, generator=torch.Generator().manual_seed(0))
+
+    def field(v):
+        return torch.cat(m.phi(p, split(m, v), x), 1) - v
+    ref, fast = jvp(field, (s1,), (e,))[1], jacobian_vector(m, p, e)
+    assert torch.equal(ref, fast)
+    names = [n for n in p if n.endswith("weight")]
+    ga = torch.autograd.grad((ref ** 2).sum(), [p[n] for n in names], allow_unused=True)
+    gb = torch.autograd.grad((fast ** 2).sum(), [p[n] for n in names], allow_unused=True)
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(ga, gb))
+    with torch.no_grad():
+        J, _ = HoloEP().dense_jacobians(m, p, x, u1)
+        J0 = jacfwd(lambda v: torch.cat(m.phi(p, split(m, v[None]), x[:1]), 1)[0] - v)(s1[0])
+    assert torch.equal(J[0], J0) and torch.equal(dense_jacobian(m, p), J0) and J.stride() == (J0.numel(), 1, J0.shape[0])

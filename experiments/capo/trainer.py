@@ -41,6 +41,36 @@ from runner.trainers.base import Phase, TrainState
 from runner.trainers.rollout import RolloutTrainer
 
 
+def distinct_forward(model, tokens: torch.Tensor) -> torch.Tensor:
+    """model(tokens) without a graph, each distinct row of `tokens` run once and its logits copied to the
+    repeats. Why: a group's completions share their prompt and, once the policy is sure, mostly their
+    answer too, so the no-grad passes (decoding, the logits at the trial and at the new parameters) were
+    mostly repeats (a fifth of a smoke run's training-loop CPU time). The result is the same up to float
+    rounding, and on this project's CPU machine bit for bit: measured there, a row's outputs do not depend
+    on the other rows of a matrix product with 8 rows or more (fewer take another kernel; the floor of 8
+    sequences keeps well above that); that is a property of the BLAS, not a promise. On other devices
+    (cuBLAS picks kernels by shape) and with a graph (the gradient would sum the repeats first) the batch
+    runs whole."""
+    if torch.is_grad_enabled() or tokens.device.type != "cpu" or tokens.dim() != 2:
+        return model(tokens)
+    rows, inverse = torch.unique(tokens, dim=0, return_inverse=True)
+    if len(rows) < 8 or len(rows) == len(tokens):
+        return model(tokens)
+    return model(rows)[inverse]
+
+
+class Distinct(torch.nn.Module):
+    """`model` for `generate`, its forward passes through `distinct_forward` (train/eval reach `model`)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.train(model.training)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return distinct_forward(self.model, tokens)
+
+
 def group_advantages(rewards: torch.Tensor, group: int, eps: float = 1e-4) -> torch.Tensor:
     """GRPO's outcome advantage: rewards (B,) in consecutive groups of `group` -> (r - mean) / (std + eps)
     within each group (the sample standard deviation; a group of equal rewards gets zeros)."""
@@ -144,16 +174,26 @@ class GRPOCAPO(RolloutTrainer):
     def evaluate(self, policy) -> float:
         """Greedy exact match on the fixed held-out prompts (the accuracy the claims read)."""
         prompts, answers = self.eval_set
-        tokens, _ = generate(policy, prompts, self.task.answer_len, self.gen, greedy=True, pad_id=self.pad_id,
+        tokens, _ = generate(self.sampler(policy), prompts, self.task.answer_len, self.gen, greedy=True, pad_id=self.pad_id,
                              eos_id=self.eos_id)
         return float(self.task.reward(tokens[:, prompts.shape[1]:], answers).mean())
+
+    def sampler(self, policy):
+        """What `generate` decodes with: the policy, run once per distinct sequence (`Distinct`) unless
+        decoding needs more than its plain forward (left-padded prompts, an end token, a key/value cache)."""
+        plain = self.pad_id is None and self.eos_id is None and not hasattr(policy, "cached_logits")
+        return Distinct(policy) if plain else policy
+
+    def logits_nograd(self, policy, inputs, masked) -> torch.Tensor:
+        """policy(inputs) without a graph; each distinct sequence once where no attention mask is needed."""
+        return policy(inputs, **masked) if masked else distinct_forward(policy, inputs)
 
     # -- GRPO (and CAPO)
     def rl_step_(self, state: TrainState) -> dict:
         policy, opt = state.modules["policy"], state.optimizers["policy"]
         prompts, answers = self.source.next(self.prompts)
         prompts, answers = prompts.repeat_interleave(self.group, 0), answers.repeat_interleave(self.group, 0)
-        tokens, old_logp = generate(policy, prompts, self.task.answer_len, self.gen, temperature=self.temperature,
+        tokens, old_logp = generate(self.sampler(policy), prompts, self.task.answer_len, self.gen, temperature=self.temperature,
                                    pad_id=self.pad_id, eos_id=self.eos_id)
         P = prompts.shape[1]
         completions = tokens[:, P:]
@@ -210,7 +250,7 @@ class GRPOCAPO(RolloutTrainer):
         before = head.detach().clone()
         opt.step()
         with torch.no_grad():
-            new_logits = policy(inputs, **masked)[:, P - 1:].float()
+            new_logits = self.logits_nograd(policy, inputs, masked)[:, P - 1:].float()
             new_logp = torch.log_softmax(new_logits, -1)
             kl_real = ((new_logp.exp() * (new_logp - logp_all.detach())).sum(-1) * valid).sum() / n
             kl_pred = (predicted_kl(new_logits - logits.detach(), pi) * valid).sum() / n
@@ -236,7 +276,7 @@ class GRPOCAPO(RolloutTrainer):
         try:
             for p, d in zip(params, proposed):
                 p.data = p.data + d
-            dz = policy(inputs, **masked)[:, P - 1:].float() - logits.detach()
+            dz = self.logits_nograd(policy, inputs, masked)[:, P - 1:].float() - logits.detach()
         finally:
             for p, s in zip(params, saved):
                 p.data = s
