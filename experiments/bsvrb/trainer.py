@@ -142,29 +142,33 @@ class BSVRB(BilevelTrainer):
 
     def _bsvrb_v1(self, p, W, p0, W0, blocks, tr, val):
         P, o, (m, d) = self.problem, self.oracles, (self.m, self.problem.d)
-        s = self._msvr("s", blocks, P.grad_g(p, W[blocks], blocks, tr), P.grad_g(p0, W0[blocks], blocks, tr), (m, d))
+        Wb, W0b = W[blocks], W0[blocks]
+        at, at0 = P.point(p, Wb, blocks, tr), P.point(p0, W0b, blocks, tr)  # shared by the g oracles below
+        s = self._msvr("s", blocks, P.grad_g(p, Wb, blocks, tr, at), P.grad_g(p0, W0b, blocks, tr, at0), (m, d))
         H_old = self._identity("H").clone()
-        H = self._msvr("H", blocks, P.hess_g(p, W[blocks], blocks, tr), P.hess_g(p0, W0[blocks], blocks, tr), (m, d, d))
+        H = self._msvr("H", blocks, P.hess_g(p, Wb, blocks, tr, at), P.hess_g(p0, W0b, blocks, tr, at0), (m, d, d))
         H[blocks] = self._project(H[blocks])
         o.add("grad_g", 2 * self.I), o.add("hessian", 2 * self.I), o.add("grad_f", 2 * self.I), o.add("jvp", 2 * self.I)
-        z_new = torch.linalg.solve(H[blocks], P.grad_f(W[blocks], blocks, val)[..., None])[..., 0]
-        z_old = torch.linalg.solve(H_old[blocks], P.grad_f(W0[blocks], blocks, val)[..., None])[..., 0]
-        g_new = -P.cross(p, W[blocks], blocks, tr, z_new) / self.I
-        g_old = -P.cross(p0, W0[blocks], blocks, tr, z_old) / self.I
+        z_new = torch.linalg.solve(H[blocks], P.grad_f(Wb, blocks, val)[..., None])[..., 0]
+        z_old = torch.linalg.solve(H_old[blocks], P.grad_f(W0b, blocks, val)[..., None])[..., 0]
+        g_new = -P.cross(p, Wb, blocks, tr, z_new, at) / self.I
+        g_old = -P.cross(p0, W0b, blocks, tr, z_old, at0) / self.I
         self.lower_step = s.clone()
         return self._storm_p(g_new, g_old)
 
     def _bsvrb_v2(self, p, W, p0, W0, blocks, tr, val):
         P, o, (m, d) = self.problem, self.oracles, (self.m, self.problem.d)
-        s = self._msvr("s", blocks, P.grad_g(p, W[blocks], blocks, tr), P.grad_g(p0, W0[blocks], blocks, tr), (m, d))
+        Wb, W0b = W[blocks], W0[blocks]
+        at, at0 = P.point(p, Wb, blocks, tr), P.point(p0, W0b, blocks, tr)  # shared by the g oracles below
+        s = self._msvr("s", blocks, P.grad_g(p, Wb, blocks, tr, at), P.grad_g(p0, W0b, blocks, tr, at0), (m, d))
         v = self._state("v", (m, d))
         v_old = self.est.get("v_prev", v).clone()
-        u_new = P.hvp_g(p, W[blocks], blocks, tr, v[blocks]) - P.grad_f(W[blocks], blocks, val)
-        u_old = P.hvp_g(p0, W0[blocks], blocks, tr, v_old[blocks]) - P.grad_f(W0[blocks], blocks, val)
+        u_new = P.hvp_g(p, Wb, blocks, tr, v[blocks], at) - P.grad_f(Wb, blocks, val)
+        u_old = P.hvp_g(p0, W0b, blocks, tr, v_old[blocks], at0) - P.grad_f(W0b, blocks, val)
         u = self._msvr("u", blocks, u_new, u_old, (m, d))
         o.add("grad_g", 2 * self.I), o.add("hvp", 2 * self.I), o.add("grad_f", 2 * self.I), o.add("jvp", 2 * self.I)
-        g_new = -P.cross(p, W[blocks], blocks, tr, v[blocks]) / self.I
-        g_old = -P.cross(p0, W0[blocks], blocks, tr, v_old[blocks]) / self.I
+        g_new = -P.cross(p, Wb, blocks, tr, v[blocks], at) / self.I
+        g_old = -P.cross(p0, W0b, blocks, tr, v_old[blocks], at0) / self.I
         age = self._state("age", (m,))
         scale = torch.zeros(m, dtype=self.dtype, device=age.device)
         scale[blocks] = age[blocks] + 1           # 1 + the iterations block i was skipped
@@ -183,7 +187,7 @@ class BSVRB(BilevelTrainer):
         s, v = self._state("s", (m, d)), self._state("v", (m, d))
         V, H = self._state("V", (m, n, d)), self._identity("H")
         other = self._draw(m, self.I)  # the blocks of G, drawn independently of `blocks`
-        V_prev, H_prev, v_prev = V[other].clone(), H[other].clone(), v[other].clone()
+        V_prev, H_prev, v_prev = V[other], H[other], v[other]  # copies already (advanced indexing): no clone
 
         def storm(est, new, old, rows=None):
             """(1-b)(est - r old) + r new on the sampled blocks, (1-b) est elsewhere, as (1-b) est everywhere
@@ -193,10 +197,12 @@ class BSVRB(BilevelTrainer):
                 est[blocks] += r * (new - (1 - b) * old)
             else:
                 est[blocks[:, None], rows] += r * (new - (1 - b) * old)
-        storm(s, P.grad_g(p, W[blocks], blocks, tr), P.grad_g(p0, W0[blocks], blocks, tr))
-        storm(v, P.grad_f(W[blocks], blocks, val), P.grad_f(W0[blocks], blocks, val))
-        storm(V, P.cross_rows(p, W[blocks], blocks, tr), P.cross_rows(p0, W0[blocks], blocks, tr), rows=tr)
-        storm(H, P.hess_g(p, W[blocks], blocks, tr), P.hess_g(p0, W0[blocks], blocks, tr))
+        Wb, W0b = W[blocks], W0[blocks]
+        at, at0 = P.point(p, Wb, blocks, tr), P.point(p0, W0b, blocks, tr)  # shared by the g oracles below
+        storm(s, P.grad_g(p, Wb, blocks, tr, at), P.grad_g(p0, W0b, blocks, tr, at0))
+        storm(v, P.grad_f(Wb, blocks, val), P.grad_f(W0b, blocks, val))
+        storm(V, P.cross_rows(p, Wb, blocks, tr, at), P.cross_rows(p0, W0b, blocks, tr, at0), rows=tr)
+        storm(H, P.hess_g(p, Wb, blocks, tr, at), P.hess_g(p0, W0b, blocks, tr, at0))
         H[blocks] = self._project(H[blocks])
         o.add("grad_g", 2 * self.I), o.add("grad_f", 2 * self.I), o.add("jvp", 2 * self.I)
         o.add("hessian", 2 * self.I)
@@ -212,8 +218,7 @@ class BSVRB(BilevelTrainer):
         self._lower_lr = opt_l.param_groups[0]["lr"]
         for _ in range(self.k):
             direction = self._iterate(state)
-            opt_u.zero_grad(set_to_none=True), opt_l.zero_grad(set_to_none=True)
-            up.grad, low.grad = direction.clone(), self.lower_step.reshape(-1).clone()
+            up.grad, low.grad = direction.clone(), self.lower_step.reshape(-1).clone()  # replaces the old grads
             opt_u.step(), opt_l.step()
             self.iteration += 1
             if not (torch.isfinite(up).all() and torch.isfinite(low).all()):

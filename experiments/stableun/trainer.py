@@ -87,6 +87,7 @@ class UnlearnTrainer(StepTrainer):
         # run state (checkpointed)
         self.ref_logp = self.attack_idx = self.sharpness = None
         self.done_at, self.grad_calls = None, 0
+        self._retain_ce_at = None  # (parameter versions, CE_r over all retain facts there): see unlearn_step
 
     # -- setup
     def phases(self, state: TrainState) -> list[Phase]:
@@ -130,8 +131,8 @@ class UnlearnTrainer(StepTrainer):
             group["lr"] = self.lr[phase.name]
         if phase.name == "unlearn" and self.ref_logp is None:
             with torch.no_grad():
-                self.ref_logp = self.scores(self.params(), self.forget)[0]
-                self.learned_acc = float(self.scores(self.params(), self.everything)[2].float().mean() * 100)
+                self.ref_logp = self.scores(None, self.forget)[0]
+                self.learned_acc = float(self.scores(None, self.everything)[2].float().mean() * 100)
         if phase.name == "attack" and self.attack_idx is None:
             perm = torch.randperm(len(self.forget), generator=state.stream("trainer.attack"),
                                   device=state.stream("trainer.attack").device).to(state.device)
@@ -151,9 +152,11 @@ class UnlearnTrainer(StepTrainer):
     def params(self) -> dict:
         return {n: p for n, p in self.model.named_parameters() if n in self.names}
 
-    def scores(self, params: dict, qa: QA):
-        logits = functional_call(self.model, params, (qa.tokens[:, :-1],))
-        return answer_scores(logits, qa)
+    def scores(self, params: dict | None, qa: QA):
+        """Answer scores of `qa` under `params`; None: the model's own parameters, called directly
+        (the same numbers without functional_call's parameter swap, ~1 ms a call)."""
+        x = qa.tokens[:, :-1]
+        return answer_scores(self.model(x) if params is None else functional_call(self.model, params, (x,)), qa)
 
     def ce(self, params: dict, qa: QA) -> torch.Tensor:
         return self.scores(params, qa)[1].mean()
@@ -167,9 +170,14 @@ class UnlearnTrainer(StepTrainer):
 
     def grad(self, fn, params: dict) -> list[torch.Tensor]:
         """grad of fn at `params` (a dict of tensors), as a list in `self.names` order."""
+        return self.value_and_grad(fn, params)[1]
+
+    def value_and_grad(self, fn, params: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(fn at `params`, detached; its grad as in `grad`): the value costs no second forward pass."""
         leaves = {n: v.detach().requires_grad_(True) for n, v in params.items()}
         self.grad_calls += 1
-        return list(torch.autograd.grad(fn(leaves), [leaves[n] for n in self.names]))
+        value = fn(leaves)
+        return value.detach(), list(torch.autograd.grad(value, [leaves[n] for n in self.names]))
 
     def shifted(self, params: dict, direction: list, scale: float) -> dict:
         return {n: params[n].detach() + scale * d for n, d in zip(self.names, direction)}
@@ -182,11 +190,21 @@ class UnlearnTrainer(StepTrainer):
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        p = self.params()
-        _, fce, fhit = self.scores(p, self.forget)
-        _, rce, rhit = self.scores(p, self.retain)
+        _, fce, fhit = self.scores(None, self.forget)
+        _, rce, rhit = self.scores(None, self.retain)
+        self._retain_ce_at = (self._versions(), rce.mean())
         return {"forget_acc": float(fhit.float().mean() * 100), "forget_ce": float(fce.mean()),
                 "retain_acc": float(rhit.float().mean() * 100), "retain_ce": float(rce.mean())}
+
+    def _versions(self) -> tuple:
+        """The parameters' in-place version counters: any optimizer step or copy into them changes it."""
+        return tuple(p._version for p in self.model.parameters())
+
+    def _retain_ce_now(self) -> torch.Tensor | None:
+        """CE_r over all retain facts at the current parameters if the last `evaluate` saw these parameters."""
+        if self._retain_ce_at is not None and self._retain_ce_at[0] == self._versions():
+            return self._retain_ce_at[1]
+        return None
 
     def forget_sharpness(self) -> torch.Tensor:
         """max over |delta| <= sharp_rho of CE_f(theta) - CE_f(theta + delta), by projected normalised descent."""
@@ -222,7 +240,7 @@ class UnlearnTrainer(StepTrainer):
     def fit_step(self, qa) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on the cross-entropy of `qa` (learning the facts, or the attack's fine-tuning);
         returns the loss and the per-fact hits before the step."""
-        _, ce, hit = self.scores(self.params(), qa)
+        _, ce, hit = self.scores(None, qa)
         loss = ce.mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -251,7 +269,7 @@ class UnlearnTrainer(StepTrainer):
         theta = self.params()
         out = {}
         if self.feedback:
-            g0 = self.grad(Lf, theta)
+            f_theta, g0 = self.value_and_grad(Lf, theta)
             tau = self.shifted(theta, g0, -self.alpha / float(norm(g0).clamp(min=1e-12)))
             if self.perturbation == "sap":
                 d = self.grad(Lf, tau)
@@ -264,7 +282,7 @@ class UnlearnTrainer(StepTrainer):
             gr = self.grad(Lr, tau)
             out["delta_norm"] = float(norm(delta))
         else:
-            gf, gr = self.grad(Lf, theta), self.grad(Lr, theta)
+            (f_theta, gf), (r_theta, gr) = self.value_and_grad(Lf, theta), self.value_and_grad(Lr, theta)
         d_fr = dot(gf, gr)
         out["cos_fr"] = float(d_fr / (norm(gf) * norm(gr)).clamp(min=1e-12))
         projected = self.feedback and self.project and float(d_fr) < 0
@@ -272,22 +290,33 @@ class UnlearnTrainer(StepTrainer):
             c = d_fr / dot(gr, gr).clamp(min=1e-12)
             gf = [a - c * b for a, b in zip(gf, gr)]
         out["projected"] = float(projected)
-        with torch.no_grad():
-            loss = Lf(theta) + self.lam * Lr(theta)
+        # loss = L_f(theta) + lambda L_r(theta) at the point of the step. L_f(theta) is the value of the
+        # gradient call at theta; L_r(theta) on all retain facts (full batch) is the last evaluate's
+        # (the previous step's, at these very parameters), else that of the gradient call or a forward.
+        full = rq is self.retain
+        if self.feedback:
+            r_theta = self._retain_ce_now() if full else None
+            if r_theta is None:
+                with torch.no_grad():
+                    r_theta = Lr(theta)
+        loss = f_theta + self.lam * r_theta
         self.apply([a + self.lam * b for a, b in zip(gf, gr)])
         ev = self.evaluate()
         if ev["forget_acc"] <= self.forget_target:
             self.done_at = state.step + 1 - self.learn_steps
-        return {"loss": self.guarded(loss.detach(), self.param_norm()), "forget_loss": float(loss - self.lam * Lr(theta).detach()),
+        # forget_loss subtracts L_r at the updated parameters (the logs' definition): evaluate's CE_r on a full batch
+        r_after = self._retain_ce_at[1] if full else Lr(theta).detach()
+        pn = self.param_norm()
+        return {"loss": self.guarded(loss, pn), "forget_loss": float(loss - self.lam * r_after),
                 "learned_acc": self.learned_acc,
                 "unlearned": float(self.done_at is not None), "unlearn_steps_used": self.done_at or (state.step + 1 - self.learn_steps),
-                "grad_calls": self.grad_calls, "param_norm": float(self.param_norm()), **out, **ev}
+                "grad_calls": self.grad_calls, "param_norm": float(pn), **out, **ev}
 
     def attack_step(self, state: TrainState) -> dict:
         atk, held = self.forget.subset(self.attack_idx), self.forget.subset(self.held_idx)
         loss, hit = self.fit_step(atk)
         with torch.no_grad():
-            _, hce, hhit = self.scores(self.params(), held)
+            _, hce, hhit = self.scores(None, held)
         out = {"loss": self.guarded(loss.detach(), self.param_norm()), "attack_acc": float(hit.float().mean() * 100),
                "relearn_acc": float(hhit.float().mean() * 100), "relearn_ce": float(hce.mean()),
                "grad_calls": self.grad_calls, "sharpness": self.sharpness, **self.before_attack, **self.evaluate()}
