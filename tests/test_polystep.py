@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.polystep.estimator import PolyStep, barycentric_move, random_rotations
+from experiments.polystep.estimator import PolyStep, StackedLIF, barycentric_move, random_rotations
 from runner.errors import OptrunError
 from runner.estimators import Problem
 from runner.models.snn import LIFNet
@@ -79,6 +79,24 @@ def _problem(seed=0):
     net = LIFNet((6,), 3, hidden=[5], timesteps=4, readout_scale=1.0)
     x, y = torch.randn(20, 6) * 2, torch.randint(0, 3, (20,))
     return Problem(net, torch.nn.functional.cross_entropy), (x, y)
+
+
+def test_the_lif_fast_path_is_bit_identical_to_vmap_of_the_loss():
+    """StackedLIF (how the estimator evaluates a LIFNet's probes) against vmap of problem.loss, bit for
+    bit, for both resets and two hidden layers; a possible membrane overflow falls back (None)."""
+    for reset, hidden in (("zero", [12]), ("subtract", [9, 7])):
+        torch.manual_seed(0)
+        net = LIFNet((3, 4), 5, hidden=hidden, timesteps=6, reset=reset, readout_scale=0.5)
+        x, y = 4 * torch.rand(40, 3, 4), torch.randint(0, 5, (40,))
+        problem = Problem(net, torch.nn.functional.cross_entropy)
+        assert StackedLIF.applies(problem)
+        stacked = {n: p.detach() + 0.5 * torch.randn(70, *p.shape) for n, p in problem.params.items()}
+        want = torch.func.vmap(lambda params: problem.loss(params, (x, y))[0])(stacked)
+        assert want.unique().numel() > 10  # the probes spike differently
+        assert torch.equal(StackedLIF(problem)(stacked, (x, y)), want)
+    stacked["layers.1.bias"][3, 0] = float("inf")
+    assert StackedLIF(problem)(stacked, (x, y)) is None
+    assert not StackedLIF.applies(Problem(torch.nn.Linear(3, 2), torch.nn.functional.mse_loss))
 
 
 def test_random_rotations_are_rotations():
