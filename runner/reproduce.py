@@ -108,6 +108,10 @@ def _run_in_worker(overrides: list[str], log: str, blas_threads: int) -> tuple[i
     return code, time.perf_counter() - t
 
 
+def _read(log: str) -> str:
+    return Path(log).read_text() if os.path.exists(log) else ""
+
+
 def run_arms_parallel(exp: str, scale: str, plan: list, jobs: int) -> list[str]:
     """Every run of every arm, `jobs` at a time; each arm printed whole when its last run ends (with the
     sum of its runs' times); the arms that failed. Bad input in the first run (exit 2) stops the rest:
@@ -139,9 +143,9 @@ def run_arms_parallel(exp: str, scale: str, plan: list, jobs: int) -> list[str]:
                 if code == OptrunError.exit_code and i == 1 and k == 0:
                     for f in pending:
                         f.cancel()
-                    sys.stdout.write(open(log).read() if os.path.exists(log) else "")
+                    sys.stdout.write(_read(log))
                     return [f"{study}/{arm} (exit {code}: bad input)"]
-                logs[i][k] = open(log).read() if os.path.exists(log) else ""
+                logs[i][k] = _read(log)
                 codes[i].append((code, seconds))
                 left[i] -= 1
                 if left[i] == 0:

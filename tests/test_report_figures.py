@@ -8,7 +8,7 @@ from report_trees import install_experiment, toy_cfg, toy_metrics, toy_sweep, wr
 from runner.report.cli import main
 from runner.report.figures import fallback_figure, main_metric, plot_fallback
 from runner.report.runs import load_runs
-from runner.report.style import figure, log_axes, mean_sd_band, paper_title, plot_setting
+from runner.report.style import figure, log_axes, mean_sd_band, paper_title, plot_setting, save
 
 
 def _with_diverged(root, exp="toy"):
@@ -50,6 +50,19 @@ def test_log_axes_auto_only_for_positive_data_over_decades():
     log_axes(axes[0, 0], y="auto")
     log_axes(axes[0, 1], y="auto")
     assert axes[0, 0].get_yscale() == "log" and axes[0, 1].get_yscale() == "linear"
+
+
+def test_saved_log_axes_keep_minor_ticks_only_over_few_decades(tmp_path):
+    fig, axes = figure(ncols=2)
+    wide, narrow = axes[0]
+    wide.plot([1, 2, 3], [1e-12, 1e-6, 1.0])
+    narrow.plot([1, 2, 3], [1.0, 10.0, 100.0])
+    for ax in (wide, narrow):
+        ax.set_yscale("log")
+    save(fig, tmp_path / "f.png")
+    assert len(wide.yaxis.get_minorticklocs()) == 0  # 12 decades: no minor ticks (clutter, and slow to draw)
+    assert len(narrow.yaxis.get_minorticklocs()) > 0
+    assert (tmp_path / "f.png").stat().st_size > 1000
 
 
 def test_generic_figure_one_line_per_setting_and_a_nontrivial_png(tmp_path):
