@@ -96,8 +96,9 @@ def _app(cfg: DictConfig) -> None:
         sys.exit(e.exit_code)
 
 
-def run(argv: list[str]) -> int:
-    """One `optrun [flags] overrides...` call in this process; its exit code."""
+def run(argv: list[str], checked: bool = False) -> int:
+    """One `optrun [flags] overrides...` call in this process; its exit code. `checked`: the caller has
+    already checked the overrides (`optrun reproduce` checks an arm's sweep once, not once per run)."""
     from hydra.core.global_hydra import GlobalHydra
 
     overrides = _user_overrides(argv)
@@ -106,7 +107,8 @@ def run(argv: list[str]) -> int:
         flags.remove(o)
     try:
         overrides = experiments.with_scale(overrides)
-        if not any(a in ("--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion") for a in argv):
+        if not checked and not any(a in ("--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion")
+                                   for a in argv):
             check_overrides(overrides, multirun=bool({"-m", "--multirun"} & set(argv)))
     except OptrunError as e:
         print(f"optrun: error: {e}", file=sys.stderr)

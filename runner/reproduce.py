@@ -67,7 +67,10 @@ def auto_jobs(scale: str, plan: list, user: list[str]) -> int:
     if any(o.startswith("hydra/launcher=") for o in user) or \
             any(o.startswith("hydra/launcher=") and o != OWN_LAUNCHER for _, _, ovr in plan for o in ovr):
         return 1  # the user's launcher (SLURM, ...), or one an arm needs, decides
-    threads = experiments.compose(split_runs(plan[0][2])[0]).get("threads")
+    try:
+        threads = experiments.compose(split_runs(plan[0][2])[0]).get("threads")
+    except Exception:  # noqa: BLE001 -- bad input: one at a time, where the first arm reports it as for optrun -m
+        return 1
     return 2 if threads and 2 * int(threads) <= cores else 1
 
 
@@ -84,14 +87,18 @@ def split_runs(overrides: list[str]) -> list[list[str]]:
     return [groups + combo for batch in BasicSweeper.split_arguments(parsed, None) for combo in batch]
 
 
-def _run_in_worker(overrides: list[str], log: str, blas_threads: int) -> tuple[int, float]:
-    """One run (a multirun of one job: the same run folder as in the arm's sweep) in a worker process, its
-    output (file descriptors 1 and 2) into `log`. numpy's and scipy's BLAS get the worker's share of the
-    cores: OpenBLAS threads spin while they wait, and two workers with a pool each as wide as the
-    machine ran no faster than one at a time."""
+def _run_in_worker(overrides: list[str], log: str, blas_threads: int, check: list[str] | None) -> tuple[int, float]:
+    """One run in a worker process, as a single Hydra run (one composition; the same run folder as in the
+    arm's sweep, whose name comes from the overrides), its output (file descriptors 1 and 2) into `log`.
+    `check`: the whole arm's overrides, checked here once (with its first run) instead of once per run.
+    numpy's and scipy's BLAS get the worker's share of the cores: OpenBLAS threads spin while they wait,
+    and two workers with a pool each as wide as the machine ran no faster than one at a time. A run that
+    another live process is writing is skipped (exit 0), as a sweep skips it."""
     from threadpoolctl import threadpool_limits
 
     from runner.cli import run
+    from runner.config_check import check_overrides
+    from runner.errors import RunLocked
 
     sys.stdout.flush(), sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -99,8 +106,15 @@ def _run_in_worker(overrides: list[str], log: str, blas_threads: int) -> tuple[i
         os.dup2(f.fileno(), 1), os.dup2(f.fileno(), 2)
         t = time.perf_counter()
         try:
+            if check is not None:
+                check_overrides(experiments.with_scale([o for o in check if o != OWN_LAUNCHER]))
+            whole_sweep = any(o.startswith("hydra/launcher=") for o in overrides)  # another launcher (split_runs)
             with threadpool_limits(limits=blas_threads, user_api="blas"):
-                code = run(["-m", *overrides])
+                code = run(["-m", *overrides] if whole_sweep else overrides, checked=True)
+            code = 0 if code == RunLocked.exit_code else code
+        except OptrunError as e:
+            print(f"optrun: error: {e}", file=sys.stderr)
+            code = OptrunError.exit_code
         finally:
             sys.stdout.flush(), sys.stderr.flush()
             os.dup2(saved[0], 1), os.dup2(saved[1], 2)
@@ -117,16 +131,17 @@ def run_arms_parallel(exp: str, scale: str, plan: list, jobs: int) -> list[str]:
     sum of its runs' times); the arms that failed. Bad input in the first run (exit 2) stops the rest:
     it is every run's."""
     failed: list[str] = []
-    arms = [(i, study, arm, split_runs(ovr)) for i, (study, arm, ovr) in enumerate(plan, 1)]
-    left = {i: len(runs) for i, _, _, runs in arms}
+    arms = [(i, study, arm, ovr, split_runs(ovr)) for i, (study, arm, ovr) in enumerate(plan, 1)]
+    left = {i: len(runs) for i, _, _, _, runs in arms}
     codes: dict[int, list] = {i: [] for i in left}
     with tempfile.TemporaryDirectory(prefix="optrun-runs-") as tmp, \
             ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         pending = {}
-        for i, study, arm, runs in arms:
+        for i, study, arm, whole, runs in arms:
             for k, ovr in enumerate(runs):
                 log = os.path.join(tmp, f"{i}.{k}.log")
-                fut = pool.submit(_run_in_worker, ovr, log, max(1, (os.cpu_count() or 1) // jobs))
+                fut = pool.submit(_run_in_worker, ovr, log, max(1, (os.cpu_count() or 1) // jobs),
+                                  whole if k == 0 else None)
                 pending[fut] = (i, k, study, arm, log)
         print(f"== optrun reproduce {exp} [{scale}]: {len(plan)} arms, {len(pending)} runs, {jobs} at a time "
               "(--jobs=1: one at a time)", flush=True)

@@ -55,6 +55,14 @@ def test_jobs_flag_takes_auto_or_a_positive_integer(capsys):
     assert "--jobs=0" in capsys.readouterr().err
 
 
+def test_a_bad_override_is_one_clear_error_before_any_run(tmp_path, capsys):
+    for bad, says in (("trainer.nonexistent=1", "trainer.nonexistent"), ("model=nonexist", "model=nonexist")):
+        assert main(["dadao", bad, f"results_dir={tmp_path}"]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err
+    assert not list(tmp_path.glob("dadao/*/status.json"))
+
+
 def _metrics(root: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for f in sorted(root.glob("dadao/*/metrics.csv")):
