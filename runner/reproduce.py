@@ -1,7 +1,8 @@
 """`optrun reproduce <id> [scale=smoke|paper] [hydra/launcher=...] [overrides...]`.
 
 Runs every study and arm that `experiments/<id>/studies.yaml` declares for the scale, each as one
-Hydra multirun (so every launcher, SLURM included, and resume work as for `optrun -m`), then the
+Hydra multirun (so every launcher, SLURM included, and resume work as for `optrun -m`; two at a time,
+run by run, see below), then the
 report: tables, figures, the claim table in the paper's card, and the exit code. A user override
 replaces the same key of every arm (`seed=0` runs one seed instead of the declared sweep). The exit
 code is 1 when a headline claim fails or an arm's sweep failed, 2 for bad input.
@@ -9,7 +10,8 @@ code is 1 when a headline claim fails or an arm's sweep failed, 2 for bad input.
 Runs go two at a time (`--jobs=N`, default `auto`) where that should change no number: at smoke scale,
 with no launcher chosen by the user (the arms' own `hydra/launcher=local_parallel` is replaced), on a
 machine with at least two cores, when the runs pin their torch threads (`threads: t` with 2t <= cores;
-every run is seeded on its own). Every run of every arm is then one job in a pool of worker processes,
+every run is seeded on its own). Every run of every arm is then one Hydra run (one composition; the
+same run folder as in the sweep) in a pool of worker processes, each arm's overrides are checked once,
 and each arm's output is printed in one piece when its last run ends. Smoke experiments are mostly many
 short runs whose time outside the training loop (composing the config, figures, claims) is larger than
 the loop itself; two at a time cut dadao's `make` from 73 s to 55 s on 2 cores, with every metrics.csv
