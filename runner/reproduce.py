@@ -81,11 +81,15 @@ def split_runs(overrides: list[str]) -> list[list[str]]:
     without the arm's own parallel launcher."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     groups = [o for o in overrides if o.startswith("hydra/") and o != OWN_LAUNCHER]
     if any(o.startswith("hydra/launcher=") for o in groups):
         return [overrides]  # another launcher (SLURM, ...) runs the arm's sweep: one job for the pool
-    parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("hydra/")])
+    try:
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("hydra/")])
+    except HydraException as e:
+        raise OptrunError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
     return [groups + combo for batch in BasicSweeper.split_arguments(parsed, None) for combo in batch]
 
 

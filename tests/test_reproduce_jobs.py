@@ -56,7 +56,8 @@ def test_jobs_flag_takes_auto_or_a_positive_integer(capsys):
 
 
 def test_a_bad_override_is_one_clear_error_before_any_run(tmp_path, capsys):
-    for bad, says in (("trainer.nonexistent=1", "trainer.nonexistent"), ("model=nonexist", "model=nonexist")):
+    for bad, says in (("trainer.nonexistent=1", "trainer.nonexistent"), ("model=nonexist", "model=nonexist"),
+                      ("seed=[0", "cannot parse overrides")):
         assert main(["dadao", bad, f"results_dir={tmp_path}"]) == 2
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err
