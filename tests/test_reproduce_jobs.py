@@ -27,7 +27,8 @@ def test_auto_jobs_runs_two_at_a_time_only_where_runs_pin_their_threads(two_core
     assert auto_jobs("smoke", dadao, []) == 2
     assert auto_jobs("paper", experiments.arm_runs("dadao", "paper"), []) == 1  # GPUs and clusters: one at a time
     assert auto_jobs("smoke", dadao, ["hydra/launcher=slurm"]) == 1  # the user's launcher decides
-    assert auto_jobs("smoke", experiments.arm_runs("stability_gap", "smoke"), []) == 1  # threads: null
+    assert auto_jobs("smoke", experiments.arm_runs("stability_gap", "smoke"), []) == 2  # threads: 1 at smoke scale
+    assert auto_jobs("smoke", experiments.arm_runs("stability_gap", "smoke", ["threads=null"]), []) == 1  # torch's default
     assert auto_jobs("smoke", experiments.arm_runs("capo", "smoke"), []) == 2  # its arms' own launcher is replaced
     assert auto_jobs("smoke", experiments.arm_runs("dadao", "smoke", ["seed=0"])[:1], []) == 1  # one run
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
