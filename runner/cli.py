@@ -118,7 +118,11 @@ def run(argv: list[str], checked: bool = False) -> int:
     startup.validate_first_job_only()  # the overrides are checked: one composition per run, not two
     GlobalHydra.instance().clear()
     try:
-        _app()
+        if checked:  # optrun's own calls: the mode follows from the flags (startup.run_mode_known)
+            with startup.run_mode_known():
+                _app()
+        else:
+            _app()
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:

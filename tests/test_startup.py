@@ -164,3 +164,35 @@ def test_the_sweeper_composes_only_the_first_job_of_a_batch_before_launching():
     assert composed == [["seed=0"]]
     with pytest.raises(ValueError, match="cannot compose"):
         sweeper.validate_batch_is_legal([["bad=1", "seed=0"], ["bad=1", "seed=1"]])
+
+
+def test_a_checked_run_composes_its_config_once(tmp_path, monkeypatch):
+    """run_mode_known: optrun reproduce's pooled runs (`cli.run(..., checked=True)`) skip Hydra's extra
+    composition for `hydra.mode` (get_mode); plain calls, and any call with a hydra.mode override, keep
+    it. Equivalent because no optrun config sets hydra.mode (checked below over every config file)."""
+    from hydra._internal.hydra import Hydra
+    from hydra.types import RunMode
+
+    from runner import cli
+
+    composed = []
+    original = Hydra.compose_config
+
+    def compose_config(self, *args, **kwargs):
+        composed.append(kwargs.get("run_mode"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Hydra, "compose_config", compose_config)
+    run = ["experiment=dadao", "seed=0", "progress=false", f"results_dir={tmp_path}"]
+    assert cli.run(run, checked=True) == 0
+    assert composed == [RunMode.RUN] and (tmp_path / "dadao").is_dir()
+    assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"  # restored
+    composed.clear()
+    assert cli.run([*run, "force=true"]) == 0
+    assert composed.count(RunMode.MULTIRUN) == 1 and composed[-1] == RunMode.RUN  # get_mode's, then the run's
+    roots = [os.path.join(ROOT, "conf"), os.path.join(ROOT, "experiments")]
+    files = [os.path.join(d, f) for r in roots for d, _, fs in os.walk(r) for f in fs if f.endswith(".yaml")]
+    assert len(files) > 100
+    for f in files:
+        text = open(f).read()
+        assert not re.search(r"^\s*mode:\s*(RUN|MULTIRUN)\b", text, re.M) and "hydra.mode" not in text, f

@@ -212,6 +212,18 @@ def ensure_train_mode(model: torch.nn.Module) -> None:
         model.train()
 
 
+def clear_grads(optimizer: torch.optim.Optimizer) -> None:
+    """`optimizer.zero_grad(set_to_none=True)`, without its profiler record and dynamo wrapper where the
+    optimizer keeps torch's own zero_grad: ~17 us a call on this CPU vs ~1 us, 3 % of a step of the
+    smallest models (langevin_swa). An optimizer with its own zero_grad gets it."""
+    if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+        optimizer.zero_grad(set_to_none=True)
+        return
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
+
+
 def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | None = None,
                  closure=None) -> None:
     """Backward, optional gradient-norm clipping, optimizer step and per-step schedule: the one
@@ -221,7 +233,7 @@ def apply_update(state: TrainState, loss: torch.Tensor, clip_grad_norm: float | 
     at the current parameters and back-propagates (torch's LBFGS convention), `closure(backward=False)`
     only returns the loss with its graph (for Hessian-vector products); other optimizers never see
     it, so no extra forward pass is spent."""
-    state.optimizer.zero_grad(set_to_none=True)
+    clear_grads(state.optimizer)
     loss.backward()
     if clip_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip_grad_norm)
