@@ -98,7 +98,8 @@ def _app(cfg: DictConfig) -> None:
 
 def run(argv: list[str], checked: bool = False) -> int:
     """One `optrun [flags] overrides...` call in this process; its exit code. `checked`: the caller has
-    already checked the overrides (`optrun reproduce` checks an arm's sweep once, not once per run)."""
+    already checked the overrides (`optrun reproduce` checks an arm's sweep once, not once per run), and
+    Hydra composes the config once, not twice (`startup.run_mode_known`)."""
     from hydra.core.global_hydra import GlobalHydra
 
     overrides = _user_overrides(argv)
