@@ -65,6 +65,40 @@ def test_saved_log_axes_keep_minor_ticks_only_over_few_decades(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 1000
 
 
+_MATH_FIGURE = """
+import sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+if sys.argv[2] == "shared":
+    import runner.report.style  # noqa: F401 -- installs the process-wide parse cache
+for i in range(2):  # the second figure reuses the first one's parses (shared) or parses anew (plain)
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3.6))
+    x = np.geomspace(1, 1e4, 50)
+    ax[0].loglog(x, 1 / x)
+    ax[0].set_title(r"$\\lambda_{max}$ vs $2/\\eta$")
+    ax[1].semilogy(x, np.exp(-x / 1e3))
+    fig.tight_layout()
+    fig.savefig(f"{sys.argv[1]}/{sys.argv[2]}{i}.png", dpi=130)
+    plt.close(fig)
+"""
+
+
+def test_shared_mathtext_parses_give_byte_identical_pngs(tmp_path):
+    """share_mathtext_parses: math-text tick labels parsed once per process instead of once per renderer
+    draw the same pixels as matplotlib's own per-renderer cache."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "draw.py"
+    script.write_text(_MATH_FIGURE)
+    for mode in ("plain", "shared"):
+        subprocess.run([sys.executable, str(script), str(tmp_path), mode], check=True, timeout=120)
+    pngs = {p.name: p.read_bytes() for p in tmp_path.glob("*.png")}
+    assert len(pngs) == 4 and len(set(pngs.values())) == 1
+
+
 def test_generic_figure_one_line_per_setting_and_a_nontrivial_png(tmp_path):
     runs = _with_diverged(tmp_path / "res")
     assert main_metric(runs) == "acc"
