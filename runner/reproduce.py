@@ -10,13 +10,14 @@ code is 1 when a headline claim fails or an arm's sweep failed, 2 for bad input.
 Runs go two at a time (`--jobs=N`, default `auto`) where that should change no number: at smoke scale,
 with no launcher chosen by the user (the arms' own `hydra/launcher=local_parallel` is replaced), on a
 machine with at least two cores, when the runs pin their torch threads (`threads: t` with 2t <= cores;
-every run is seeded on its own; every experiment's smoke scale pins one thread). Every run of every arm is then one Hydra run (one composition; the
-same run folder as in the sweep) in a pool of worker processes, each arm's overrides are checked once,
-and each arm's output is printed in one piece when its last run ends. Smoke experiments are mostly many
-short runs whose time outside the training loop (composing the config, figures, claims) is larger than
-the loop itself; two at a time cut dadao's `make` from 73 s to 55 s on 2 cores, with every metrics.csv
-equal (tests/test_reproduce_jobs.py checks this at one seed). One pool over runs, not arms, keeps both
-cores busy where an arm has an odd number of runs (4 arms of 3 seeds: 6 rounds instead of 8).
+every run is seeded on its own; every experiment's smoke scale pins one thread). Every run of every arm
+is then one Hydra run (one composition; the same run folder as in the sweep) in a pool of worker
+processes, each arm's overrides are checked once, and each arm's output is printed in one piece when
+its last run ends. Smoke experiments are mostly many short runs whose time outside the training loop
+(composing the config, figures, claims) is larger than the loop itself; two at a time cut dadao's
+`make` from 73 s to 55 s on 2 cores, with every metrics.csv equal (tests/test_reproduce_jobs.py checks
+this at one seed). One pool over runs, not arms, keeps both cores busy where an arm has an odd number
+of runs (4 arms of 3 seeds: 6 rounds instead of 8).
 """
 from __future__ import annotations
 

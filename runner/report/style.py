@@ -30,21 +30,21 @@ def share_mathtext_parses() -> None:
     the time to draw dadao's per-run figure. The parse depends only on the output type and the cached
     call's arguments (the text, dpi, a copy of the font properties, antialiasing, hinting), and
     renderers only read it, so the same result is shared (the PNGs are byte-identical; a test checks).
-    Idempotent."""
+    Idempotent; a matplotlib without this per-parser cache is left as it is."""
     from matplotlib.mathtext import MathTextParser
 
-    if getattr(MathTextParser, "_optrun_shared", False):
+    parse = getattr(getattr(MathTextParser, "_parse_cached", None), "__wrapped__", None)
+    if getattr(MathTextParser, "_optrun_shared", False) or parse is None:
         return
-    parse = MathTextParser._parse_cached.__wrapped__
     parsers = {}
 
     @functools.lru_cache(maxsize=1024)
-    def shared(output_type, s, dpi, prop, antialiased, load_glyph_flags):
-        return parse(parsers[output_type], s, dpi, prop, antialiased, load_glyph_flags)
+    def shared(output_type, *args):  # args: the cached call's (s, dpi, prop, antialiased, ...)
+        return parse(parsers[output_type], *args)
 
-    def parse_cached(self, s, dpi, prop, antialiased, load_glyph_flags):
+    def parse_cached(self, *args):
         parsers.setdefault(self._output_type, self)
-        return shared(self._output_type, s, dpi, prop, antialiased, load_glyph_flags)
+        return shared(self._output_type, *args)
 
     MathTextParser._parse_cached = parse_cached
     MathTextParser._optrun_shared = True
