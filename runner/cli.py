@@ -7,6 +7,7 @@ composes and runs (or sweeps, `-m`). `scale=<s>` also selects the experiment's o
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import hydra
@@ -119,10 +120,8 @@ def run(argv: list[str], checked: bool = False) -> int:
     startup.validate_first_job_only()  # the overrides are checked: one composition per run, not two
     GlobalHydra.instance().clear()
     try:
-        if checked:  # optrun's own calls: the mode follows from the flags (startup.run_mode_known)
-            with startup.run_mode_known():
-                _app()
-        else:
+        # optrun's own calls: the run mode follows from the flags (startup.run_mode_known)
+        with startup.run_mode_known() if checked else contextlib.nullcontext():
             _app()
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

@@ -1,11 +1,11 @@
 """`optrun reproduce <id> [scale=smoke|paper] [hydra/launcher=...] [overrides...]`.
 
 Runs every study and arm that `experiments/<id>/studies.yaml` declares for the scale, each as one
-Hydra multirun (so every launcher, SLURM included, and resume work as for `optrun -m`; two at a time,
-run by run, see below), then the
-report: tables, figures, the claim table in the paper's card, and the exit code. A user override
-replaces the same key of every arm (`seed=0` runs one seed instead of the declared sweep). The exit
-code is 1 when a headline claim fails or an arm's sweep failed, 2 for bad input.
+Hydra multirun (so every launcher, SLURM included, and resume work as for `optrun -m`; at smoke scale
+two runs at a time, see below), then the report: tables, figures, the claim table in the paper's card,
+and the exit code. A user override replaces the same key of every arm (`seed=0` runs one seed instead
+of the declared sweep). The exit code is 1 when a headline claim fails or an arm's sweep failed, 2 for
+bad input.
 
 Runs go two at a time (`--jobs=N`, default `auto`) where that should change no number: at smoke scale,
 with no launcher chosen by the user (the arms' own `hydra/launcher=local_parallel` is replaced), on a

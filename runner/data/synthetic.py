@@ -175,11 +175,9 @@ def hermite(z: torch.Tensor, k: int) -> torch.Tensor:
     if len(coef) == 1:
         return torch.full_like(z, coef[0])
     out = z * coef[0]  # the same numbers as a tensor full of coef[0] times z, one op less
-    for i, c in enumerate(coef[1:]):
-        if i:
-            out = out * z
-        out = out + c if c else out
-    return out
+    for c in coef[1:-1]:
+        out = (out + c if c else out) * z
+    return out + coef[-1] if coef[-1] else out
 
 
 @register("single_index")
